@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny model packages and small georeferenced images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401  (registers .rio)
+import xarray as xr
+
+import xlandcover as xlc
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+ZION = SHARED / "zion-landsat8-nlcd"
+DUBAI = SHARED / "dubai-aerial"
+
+
+def tiny_net(in_channels: int = 3, classes: int = 4, seed: int = 0):
+    """A ~0.1 M-parameter smp U-Net (timm's test encoder), random but decisive weights."""
+    from xlandcover._torch import smp, torch
+
+    torch.manual_seed(seed)
+    net = smp.Unet(
+        encoder_name="tu-test_efficientnet",
+        encoder_weights=None,
+        in_channels=in_channels,
+        classes=classes,
+        decoder_channels=(16, 8, 8, 8, 8),
+    )
+    with torch.no_grad():  # sharpen the head so classes are not all near ties
+        net.segmentation_head[0].weight.mul_(20.0)
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory) -> xlc.ModelPackage:
+    path = tmp_path_factory.mktemp("models") / "tiny.xlc"
+    return xlc.save_model(
+        tiny_net(),
+        path,
+        bands=["red", "green", "blue"],
+        classes=[
+            {"id": 1, "name": "water", "color": "#1f78b4"},
+            {"id": 2, "name": "forest", "color": "#33a02c"},
+            {"id": 5, "name": "built", "color": "#e31a1c"},
+            {"id": 7, "name": "bare", "color": "#b3aea3"},
+        ],
+        normalization={"mean": [100.0, 110.0, 90.0], "std": [50.0, 45.0, 40.0]},
+        window=64,
+        overlap=16,
+    )
+
+
+def make_image(
+    height: int, width: int, *, bands=("red", "green", "blue"), seed: int = 0, crs="EPSG:32612"
+) -> xr.DataArray:
+    """A smooth-ish random uint8 image on a 10 m UTM grid (numpy-backed)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 255, (len(bands), height // 8 + 2, width // 8 + 2))
+    img = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)[:, :height, :width]
+    noise = rng.integers(0, 40, img.shape)
+    data = np.clip(img + noise, 10, 250).astype(np.uint8)  # 0..9 and 251+ stay free for nodata
+    da = xr.DataArray(
+        data,
+        dims=("band", "y", "x"),
+        coords={
+            "band": list(bands),
+            "y": 4_100_000.0 - 10.0 * (np.arange(height) + 0.5),
+            "x": 300_000.0 + 10.0 * (np.arange(width) + 0.5),
+        },
+    )
+    return da.rio.write_crs(crs) if crs else da
+
+
+@pytest.fixture(params=["numpy", "dask"])
+def backend(request) -> str:
+    return request.param
+
+
+def as_backend(img: xr.DataArray, backend: str, chunk: int = 96) -> xr.DataArray:
+    return img.chunk({"band": -1, "y": chunk, "x": chunk}) if backend == "dask" else img

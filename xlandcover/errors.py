@@ -1,0 +1,64 @@
+"""The one exception hierarchy of xlandcover.
+
+Every error subclasses both :class:`XLandcoverError` and the built-in exception a caller
+would naturally catch (``ValueError``, ``FileExistsError``, ...), and its message says how to
+fix the problem.
+"""
+
+from __future__ import annotations
+
+
+class XLandcoverError(Exception):
+    """Base class of every error raised by xlandcover."""
+
+
+class MissingCRSError(XLandcoverError, ValueError):
+    """The raster has no coordinate reference system."""
+
+
+class BandMismatchError(XLandcoverError, ValueError):
+    """The image's bands do not match what the model package expects."""
+
+
+class InvalidWindowError(XLandcoverError, ValueError):
+    """The sliding-window size or overlap cannot be used with this model."""
+
+
+class ChunkTooSmallError(XLandcoverError, ValueError):
+    """A chunk is smaller than the halo the sliding window needs."""
+
+
+class AllNodataError(XLandcoverError, ValueError):
+    """Every pixel of the scene is nodata; there is nothing to classify."""
+
+
+class ModelPackageError(XLandcoverError, ValueError):
+    """A model package is corrupt, truncated, of an unknown format or inconsistent."""
+
+
+class OutputExistsError(XLandcoverError, FileExistsError):
+    """The output path exists and overwriting was not asked for."""
+
+
+class UnknownDeviceError(XLandcoverError, ValueError):
+    """The requested torch device does not exist or is not available."""
+
+
+class RasterInputError(XLandcoverError, ValueError):
+    """The input raster has the wrong shape, dimensions or values."""
+
+
+class MissingDependencyError(XLandcoverError, ImportError):
+    """An optional dependency needed for this feature is not installed."""
+
+
+class XLandcoverWarning(UserWarning):
+    """Base class of warnings issued by xlandcover."""
+
+
+class RechunkWarning(XLandcoverWarning):
+    """Chunks were merged because some were smaller than the halo."""
+
+
+class InputNotFoundError(XLandcoverError, FileNotFoundError):
+    """An input file (raster or model package) does not exist."""

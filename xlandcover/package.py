@@ -1,0 +1,347 @@
+"""Self-describing model packages: safetensors weights plus JSON metadata, in one file.
+
+A package (``*.xlc``) is a plain safetensors file whose header metadata holds, under the key
+``"xlandcover"``, a JSON document: the architecture and its arguments (any smp architecture and
+encoder by name), the input bands, per-band normalisation, the classes (id, name, colour), the
+recommended window and overlap, the input nodata value and the format version. Loading never
+executes pickled code, and a digest of the weights detects corruption.
+
+torch and smp are imported only by the functions that build or take modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InputNotFoundError, ModelPackageError, OutputExistsError
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT = "xlandcover-model"
+FORMAT_VERSION = 1
+_META_KEY = "xlandcover"
+NODATA_LABEL = 255
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One output class: the id written to label rasters, a name and an ``#rrggbb`` colour."""
+
+    id: int
+    name: str
+    color: str = "#808080"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.id < NODATA_LABEL:
+            raise ModelPackageError(
+                f"class id {self.id} ({self.name!r}) is outside 0..254; 255 is reserved for "
+                "nodata in label rasters. Renumber the class."
+            )
+        c = self.color
+        if not (len(c) == 7 and c[0] == "#" and all(ch in "0123456789abcdefABCDEF" for ch in c[1:])):
+            raise ModelPackageError(
+                f"colour {c!r} of class {self.name!r} is not of the form '#rrggbb'"
+            )
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        return (int(self.color[1:3], 16), int(self.color[3:5], 16), int(self.color[5:7], 16))
+
+
+@dataclass(frozen=True)
+class PackageMetadata:
+    """Everything a package says about its model, besides the weights."""
+
+    architecture: str
+    arch_kwargs: dict[str, Any]
+    bands: tuple[str, ...]
+    classes: tuple[ClassInfo, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    window: int
+    overlap: int
+    nodata: float | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        n = len(self.bands)
+        if n == 0:
+            raise ModelPackageError("a model package needs at least one input band")
+        if len(set(self.bands)) != n:
+            raise ModelPackageError(f"band names must be unique, got {list(self.bands)}")
+        if len(self.mean) != n or len(self.std) != n:
+            raise ModelPackageError(
+                f"normalisation has {len(self.mean)} means and {len(self.std)} stds for {n} "
+                "bands; give one mean and one std per band"
+            )
+        if any(not s > 0 for s in self.std):
+            raise ModelPackageError(f"normalisation stds must be > 0, got {list(self.std)}")
+        if not self.classes:
+            raise ModelPackageError("a model package needs at least one class")
+        ids = [c.id for c in self.classes]
+        if len(set(ids)) != len(ids):
+            raise ModelPackageError(f"class ids must be unique, got {ids}")
+        if self.window < 1 or not 0 <= self.overlap < self.window:
+            raise ModelPackageError(
+                f"window {self.window} / overlap {self.overlap}: need window > 0 and "
+                "0 <= overlap < window"
+            )
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        return tuple(c.id for c in self.classes)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["format"] = FORMAT
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PackageMetadata:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ModelPackageError(f"package metadata is not valid JSON ({err})") from err
+        if not isinstance(d, dict) or d.pop("format", None) != FORMAT:
+            raise ModelPackageError("this safetensors file is not an xlandcover model package")
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelPackageError(
+                f"package format version {version} is not supported by this xlandcover "
+                f"(reads version {FORMAT_VERSION}); upgrade xlandcover or re-save the model"
+            )
+        try:
+            d["classes"] = tuple(ClassInfo(**c) for c in d["classes"])
+            for key in ("bands", "mean", "std"):
+                d[key] = tuple(d[key])
+            return cls(**d)
+        except (KeyError, TypeError) as err:
+            raise ModelPackageError(f"package metadata is incomplete or malformed ({err})") from err
+
+
+@dataclass(frozen=True, eq=False)
+class ModelPackage:
+    """A loaded model package: metadata plus the package's bytes (weights inside).
+
+    The bytes travel to Dask workers once; ``sha256`` names the package in per-process caches.
+    Build the torch module with :meth:`build_module`.
+    """
+
+    metadata: PackageMetadata
+    blob: bytes = field(repr=False)
+    sha256: str
+    path: Path | None = None
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return self.metadata.bands
+
+    @property
+    def classes(self) -> tuple[ClassInfo, ...]:
+        return self.metadata.classes
+
+    def build_module(self, device: str = "cpu") -> torch.nn.Module:
+        """Instantiate the architecture and load the weights (eval mode, on ``device``)."""
+        from safetensors.torch import load as load_tensors
+
+        module = build_architecture(self.metadata.architecture, self.metadata.arch_kwargs)
+        state = load_tensors(self.blob)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ModelPackageError(
+                f"the weights do not fit {self.metadata.architecture}"
+                f"({self.metadata.arch_kwargs}): {str(err).splitlines()[0]}. The package's "
+                "metadata and weights disagree; re-save the model with save_model()."
+            ) from err
+        return module.to(device).eval()
+
+
+def build_architecture(architecture: str, arch_kwargs: Mapping[str, Any]) -> torch.nn.Module:
+    """An smp model by architecture name, never downloading weights."""
+    from ._torch import smp
+
+    kwargs = {**arch_kwargs, "encoder_weights": None}
+    try:
+        return smp.create_model(architecture, **kwargs)
+    except KeyError as err:
+        names = sorted(smp.MODEL_ARCHITECTURES_MAPPING)
+        raise ModelPackageError(
+            f"unknown architecture {architecture!r}; smp provides {names}"
+        ) from err
+    except (TypeError, ValueError) as err:
+        raise ModelPackageError(
+            f"cannot build {architecture} with {dict(kwargs)}: {err}"
+        ) from err
+
+
+def _weights_digest(state: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(state):
+        a = np.ascontiguousarray(state[name])
+        h.update(name.encode())
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _as_classes(classes: Sequence[ClassInfo | Mapping[str, Any]]) -> tuple[ClassInfo, ...]:
+    return tuple(c if isinstance(c, ClassInfo) else ClassInfo(**c) for c in classes)
+
+
+def save_model(
+    model: torch.nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    bands: Sequence[str],
+    classes: Sequence[ClassInfo | Mapping[str, Any]],
+    normalization: Mapping[str, Sequence[float]] | None = None,
+    window: int = 512,
+    overlap: int | None = None,
+    nodata: float | None = None,
+    architecture: str | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    description: str = "",
+    extra: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> ModelPackage:
+    """Write ``model`` and its metadata to a single-file package and return it loaded.
+
+    Parameters
+    ----------
+    model
+        An smp model (its architecture and arguments are read from it), or any module built
+        by ``smp.create_model(architecture, **arch_kwargs)`` when those are given.
+    path
+        Output file, conventionally ``*.xlc``.
+    bands
+        Input band names, in the order the model expects them.
+    classes
+        One entry per model output channel, in channel order: ``ClassInfo`` or mappings with
+        ``id``, ``name`` and optionally ``color`` (``#rrggbb``).
+    normalization
+        ``{"mean": [...], "std": [...]}`` per band, applied as ``(x - mean) / std``.
+        ``None`` means no normalisation.
+    window, overlap
+        Recommended sliding-window size and overlap in pixels (overlap defaults to window/8).
+    nodata
+        Input value meaning "no data" when the image does not say it itself.
+
+    Examples
+    --------
+    >>> save_model(net, "landcover.xlc", bands=["red", "green", "blue"],
+    ...            classes=[{"id": 1, "name": "water", "color": "#1f78b4"}])  # doctest: +SKIP
+    """
+    from safetensors.numpy import save as save_tensors
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")
+    if architecture is None:
+        config = getattr(model, "config", None)
+        if not isinstance(config, Mapping):
+            raise ModelPackageError(
+                f"cannot tell the architecture of {type(model).__name__}; pass "
+                "architecture= and arch_kwargs= (the arguments of smp.create_model)"
+            )
+        architecture = type(model).__name__
+        arch_kwargs = {k: v for k, v in config.items() if not k.startswith("_")}
+    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in (arch_kwargs or {}).items()}
+    kwargs["encoder_weights"] = None
+    n_bands = len(bands)
+    norm = normalization or {"mean": [0.0] * n_bands, "std": [1.0] * n_bands}
+    meta = PackageMetadata(
+        architecture=architecture,
+        arch_kwargs=kwargs,
+        bands=tuple(str(b) for b in bands),
+        classes=_as_classes(classes),
+        mean=tuple(float(v) for v in norm["mean"]),
+        std=tuple(float(v) for v in norm["std"]),
+        window=int(window),
+        overlap=int(window // 8 if overlap is None else overlap),
+        nodata=None if nodata is None else float(nodata),
+        description=description,
+        extra=dict(extra or {}),
+    )
+    for key in ("in_channels", "classes"):
+        want = n_bands if key == "in_channels" else len(meta.classes)
+        if key in kwargs and kwargs[key] != want:
+            raise ModelPackageError(
+                f"the model has {key}={kwargs[key]} but {want} "
+                f"{'bands' if key == 'in_channels' else 'classes'} were given"
+            )
+    state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
+    header = {_META_KEY: meta.to_json(), "weights_sha256": _weights_digest(state)}
+    blob = save_tensors(state, metadata=header)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return package_from_bytes(blob, path=path)
+
+
+def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage:
+    """Parse and verify a package held in memory."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as load_tensors
+
+    where = str(path) if path else "the package bytes"
+    try:
+        header_len = int.from_bytes(blob[:8], "little")
+        header = json.loads(blob[8 : 8 + header_len]) if 8 + header_len <= len(blob) else None
+        state = load_tensors(blob)
+    except (SafetensorError, ValueError, UnicodeDecodeError) as err:
+        raise ModelPackageError(
+            f"{where} is not a readable model package (corrupt or truncated: {err}); "
+            "copy it again or re-save it with xlandcover.save_model()"
+        ) from err
+    meta_header = (header or {}).get("__metadata__") or {}
+    if _META_KEY not in meta_header:
+        raise ModelPackageError(
+            f"{where} is a safetensors file without xlandcover metadata; create packages "
+            "with xlandcover.save_model()"
+        )
+    meta = PackageMetadata.from_json(meta_header[_META_KEY])
+    if _weights_digest(state) != meta_header.get("weights_sha256"):
+        raise ModelPackageError(
+            f"the weights in {where} do not match their recorded digest: the file is "
+            "corrupt; copy it again or re-save it"
+        )
+    return ModelPackage(
+        metadata=meta, blob=blob, sha256=hashlib.sha256(blob).hexdigest(), path=path
+    )
+
+
+def load_model(path: str | os.PathLike[str]) -> ModelPackage:
+    """Read and verify a model package; no pickled code is executed.
+
+    Examples
+    --------
+    >>> model = load_model("landcover.xlc")  # doctest: +SKIP
+    >>> model.bands, [c.name for c in model.classes]  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"model package {path} does not exist; check the path")
+    return package_from_bytes(path.read_bytes(), path=path)

@@ -1,0 +1,208 @@
+"""Streaming writers: Zarr v3 and Cloud-Optimized GeoTIFF, chunk by chunk, never the whole scene.
+
+Both write under a temporary name beside the target and rename only when complete, so an
+interrupted run never leaves an output that looks finished; both refuse to replace an existing
+output unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .errors import AllNodataError, OutputExistsError, RasterInputError
+from .package import NODATA_LABEL
+
+PathLike = str | os.PathLike[str]
+
+
+def to_zarr(labels: xr.DataArray, store: PathLike, *, overwrite: bool = False) -> Path:
+    """Write a prediction to a Zarr v3 store, chunk by chunk, CRS and classes included.
+
+    The store reads back with ``xarray.open_zarr(store, decode_coords="all")``; its single
+    variable keeps the prediction's name (``landcover`` or ``probability``), ``rio.crs`` and
+    ``rio.transform()`` work on it, and ``nodata`` is in its attributes.
+
+    Examples
+    --------
+    >>> to_zarr(labels, "landcover.zarr")  # doctest: +SKIP
+    """
+    target = Path(store)
+    _check_target(target, overwrite)
+    name = str(labels.name or "landcover")
+    nodata = labels.rio.nodata
+    arr = labels.copy()
+    arr.attrs.pop("_FillValue", None)
+    arr.encoding.pop("_FillValue", None)
+    if nodata is not None:
+        arr.attrs["nodata"] = float(nodata) if np.isnan(nodata) else int(nodata)
+    if "spatial_ref" in arr.coords:
+        arr.attrs["grid_mapping"] = "spatial_ref"  # so open_zarr(decode_coords="all") finds it
+    if isinstance(arr.data, da.Array):
+        arr = arr.chunk(dict(zip(arr.dims, _zarr_compatible(arr.data.chunks), strict=True)))
+    ds = arr.to_dataset(name=name)
+    with _staging(target) as tmp:
+        write = ds.to_zarr(
+            tmp / "store.zarr",
+            mode="w-",
+            zarr_format=3,
+            consolidated=False,
+            compute=False,
+            encoding={name: {"fill_value": None}},
+        )
+        _, any_valid = dask.compute(write, _any_valid(labels))
+        _require_data(any_valid, target)
+        _publish(tmp / "store.zarr", target)
+    return target
+
+
+def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> Path:
+    """Write labels to a Cloud-Optimized GeoTIFF without holding the scene in memory.
+
+    Chunks stream into a tiled GeoTIFF under a lock; the colour table, class names (band tags,
+    and GDAL category names in a ``.aux.xml`` sidecar that QGIS reads) are added, then GDAL's
+    COG driver builds the final layout with ``mode``-resampled overviews. Probabilities
+    (float, one band per class) are written too, with ``average`` overviews and no colours.
+
+    Examples
+    --------
+    >>> to_cog(labels, "landcover.tif")  # doctest: +SKIP
+    """
+    import rasterio
+    import rasterio.shutil
+
+    target = Path(path)
+    _check_target(target, overwrite)
+    is_labels = labels.ndim == 2
+    if not is_labels and labels.dims[0] != "class":
+        raise RasterInputError(f"to_cog writes (y, x) labels or (class, y, x), got {labels.dims}")
+    with _staging(target) as tmp:
+        striped = tmp / "stream.tif"
+        arr = labels.rio.write_nodata(labels.rio.nodata, encoded=False)
+        write = arr.rio.to_raster(
+            striped,
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            compress="deflate",
+            lock=threading.Lock(),
+            compute=False,
+        )
+        _, any_valid = dask.compute(write, _any_valid(labels))
+        _require_data(any_valid, target)
+        names = labels.attrs.get("class_names", [])
+        ids = labels.attrs.get("class_ids", [])
+        with rasterio.open(striped, "r+") as dst:
+            if is_labels and ids:
+                colors = labels.attrs.get("class_colors", [])
+                cmap = {v: (0, 0, 0, 0) for v in range(256)}
+                for cid, color in zip(ids, colors, strict=True):
+                    cmap[int(cid)] = (*_rgb(color), 255)
+                dst.write_colormap(1, cmap)
+                dst.update_tags(
+                    class_names=json.dumps(dict(zip(map(str, ids), names, strict=True)))
+                )
+                dst.update_tags(1, **{f"CLASS_{i}": n for i, n in zip(ids, names, strict=True)})
+            elif not is_labels:
+                for band, name in enumerate(names, start=1):
+                    dst.set_band_description(band, str(name))
+        cog = tmp / "cog.tif"
+        rasterio.shutil.copy(
+            striped,
+            cog,
+            driver="COG",
+            COMPRESS="DEFLATE",
+            BLOCKSIZE=512,
+            OVERVIEW_RESAMPLING="MODE" if is_labels else "AVERAGE",
+            RESAMPLING="NEAREST",
+        )
+        if is_labels and ids:
+            aux = target.with_name(target.name + ".aux.xml")
+            tmp_aux = tmp / "aux.xml"
+            tmp_aux.write_text(_category_names_xml(ids, names))
+            os.replace(tmp_aux, aux)
+        _publish(cog, target)
+    return target
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
+
+
+@contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A temporary folder beside ``target`` (same file system, so renames are atomic), removed
+    with whatever is left in it when the block ends, on success or failure."""
+    tmp = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _publish(src: Path, target: Path) -> None:
+    """Move a complete output onto ``target`` (replacing it; overwrite was checked before)."""
+    if target.is_dir():
+        shutil.rmtree(target)
+    os.replace(src, target)
+
+
+def _zarr_compatible(chunks: tuple[tuple[int, ...], ...]) -> tuple[int | tuple[int, ...], ...]:
+    """Zarr needs equal chunks but a smaller last one; regularise axes that are not."""
+    return tuple(
+        c if len(c) == 1 or (len(set(c[:-1])) == 1 and c[-1] <= c[0]) else max(c) for c in chunks
+    )
+
+
+def _any_valid(labels: xr.DataArray) -> Any:
+    data = labels.data
+    if labels.ndim == 3:
+        data = data[0]
+    nodata = labels.rio.nodata
+    if nodata is None:
+        return da.ones((), dtype=bool) if isinstance(data, da.Array) else True
+    valid = ~np.isnan(data) if np.isnan(nodata) else data != nodata
+    return valid.any()
+
+
+def _require_data(any_valid: Any, target: Path) -> None:
+    if not bool(any_valid):
+        raise AllNodataError(
+            f"every pixel of the prediction is nodata, so {target} was not written; check the "
+            "input's nodata value and the area it covers"
+        )
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
+
+
+def _category_names_xml(ids: list[int], names: list[str]) -> str:
+    from xml.sax.saxutils import escape
+
+    by_id = dict(zip(ids, names, strict=True))
+    cats = "".join(
+        f"      <Category>{escape(str(by_id.get(v, '')))}</Category>\n"
+        for v in range(max(ids) + 1)
+    )
+    return (
+        "<PAMDataset>\n  <PAMRasterBand band=\"1\">\n    <CategoryNames>\n"
+        f"{cats}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
+    )
+
+
+__all__ = ["NODATA_LABEL", "to_cog", "to_zarr"]
