@@ -41,7 +41,7 @@ def reference_probabilities(image: np.ndarray, package, window: int, overlap: in
             size = -(-length // 32) * 32
             return size, [0]
         stride = window - overlap
-        starts = list(range(0, length - window, stride)) + [length - window]
+        starts = [*range(0, length - window, stride), length - window]
         return window, sorted(set(starts))
 
     def hann(n):
@@ -114,8 +114,9 @@ def test_chunking_never_changes_the_prediction(
     chunked = img.chunk({"y": chunk_y, "x": chunk_x})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RechunkWarning)
-        probs = xlc.predict(chunked, tiny_package, output="probabilities", **kw).values
-        labels = xlc.predict(chunked, tiny_package, **kw).values
+        probs = xlc.predict(chunked, tiny_package, output="probabilities", chunks=None, **kw)
+        labels = xlc.predict(chunked, tiny_package, chunks=None, **kw).values
+    probs = probs.values
     assert probs.shape == (4, height, width) and labels.shape == (height, width)
     assert_same_prediction(probs, ref_p, labels, ref_l, tiny_package.metadata.class_ids)
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
@@ -124,7 +125,9 @@ def test_chunking_never_changes_the_prediction(
 def test_numpy_and_dask_inputs_agree(tiny_package):
     img = make_image(200, 260, seed=3)
     a = xlc.predict(img, tiny_package, output="probabilities").values
-    b = xlc.predict(img.chunk({"y": 100, "x": 90}), tiny_package, output="probabilities")
+    b = xlc.predict(
+        img.chunk({"y": 100, "x": 90}), tiny_package, output="probabilities", chunks=None
+    )
     np.testing.assert_allclose(a, b.values, atol=1e-5)
 
 
@@ -136,16 +139,29 @@ def test_building_the_graph_computes_nothing(tiny_package):
 
     runtime.clear_cache()
     with dask.config.set(scheduler=refuse):
-        labels = img.landcover.predict(tiny_package)
+        labels = img.landcover.predict(tiny_package, chunks=None)
         probs = xlc.predict(img, tiny_package, output="probabilities")
     assert labels.chunks == ((128, 172), (128, 172))  # the 44 px remainder is folded in
     assert probs.shape == (4, 300, 300)
 
 
+def test_auto_chunks_merge_whole_input_chunks(tiny_package):
+    img = make_image(1200, 700).chunk({"y": 100, "x": 300})
+    labels = xlc.predict(img, tiny_package)  # window 64: at least 8 * 64 = 512 px chunks
+    assert labels.chunks == ((600, 600), (600, 100))
+    assert xlc.predict(img, tiny_package, chunks=256).chunks == (
+        (256,) * 4 + (176,),
+        (256, 256, 188),
+    )
+    numpy_backed = make_image(1200, 700)
+    assert xlc.predict(numpy_backed, tiny_package).chunks == ((512, 512, 176), (512, 188))
+
+
 def test_model_is_one_graph_key_and_loaded_once_per_process(tiny_package):
     img = make_image(320, 320).chunk({"y": 64, "x": 64})  # 25 chunks
     runtime.clear_cache()
-    labels = xlc.predict(img, tiny_package, window=32, overlap=8)
+    labels = xlc.predict(img, tiny_package, window=32, overlap=8, chunks=None)
+    assert labels.data.npartitions == 25
     graph = dict(labels.data.__dask_graph__())
     holders = [k for k, v in graph.items() if getattr(v, "value", v) is tiny_package.blob]
     assert len(holders) == 1, "the package bytes must be one graph key, not copied per task"
@@ -153,7 +169,7 @@ def test_model_is_one_graph_key_and_loaded_once_per_process(tiny_package):
     assert max(task_sizes) < len(tiny_package.blob) / 4
     runtime.clear_cache()
     labels.compute(scheduler="threads")
-    assert runtime.LOAD_COUNTS == {tiny_package.sha256: 1}
+    assert {tiny_package.sha256: 1} == runtime.LOAD_COUNTS
 
 
 def test_output_keeps_grid_crs_and_classes(tiny_package, backend):
@@ -227,7 +243,7 @@ def test_tta_averages_flips_and_stays_chunk_independent(tiny_package):
     flips = xlc.predict(img, tiny_package, output="probabilities", tta=True).values
     assert np.abs(flips - plain).max() > 1e-3  # the random model is not flip-invariant
     chunked = xlc.predict(
-        img.chunk({"y": 80, "x": 70}), tiny_package, output="probabilities", tta="d4"
+        img.chunk({"y": 80, "x": 70}), tiny_package, output="probabilities", tta="d4", chunks=None
     ).values
     whole = xlc.predict(img, tiny_package, output="probabilities", tta="d4").values
     np.testing.assert_allclose(chunked, whole, atol=1e-5)
@@ -265,9 +281,9 @@ def test_chunk_smaller_than_halo(tiny_package):
     img = make_image(200, 200)
     small = img.chunk({"y": 40, "x": 100})  # interior chunks of 40 px < 63 px halo
     with pytest.raises(ChunkTooSmallError, match="at least 64 px"):
-        xlc.predict(small, tiny_package, allow_rechunk=False)
+        xlc.predict(small, tiny_package, allow_rechunk=False, chunks=None)
     with pytest.warns(RechunkWarning, match="merged"):
-        merged = xlc.predict(small, tiny_package, output="probabilities")
+        merged = xlc.predict(small, tiny_package, output="probabilities", chunks=None)
     assert min(merged.chunks[1]) >= 63
     want = xlc.predict(img, tiny_package, output="probabilities").values
     np.testing.assert_allclose(merged.values, want, atol=1e-5)

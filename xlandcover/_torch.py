@@ -7,6 +7,7 @@ workaround below runs before smp/timm are imported, in every process (Dask worke
 from __future__ import annotations
 
 import sys
+
 import torch
 
 
@@ -15,7 +16,7 @@ def _import_torchvision() -> None:
     # then in ``register_fake("torchvision::nms")``. smp and timm import torchvision, so define
     # the two operator schemas and import it again; its C++ ops stay unavailable (unused here).
     try:
-        import torchvision  # noqa: F401
+        import torchvision
     except RuntimeError as err:
         if "torchvision::" not in str(err):
             raise
@@ -34,4 +35,3 @@ _import_torchvision()
 import segmentation_models_pytorch as smp  # noqa: E402
 
 __all__ = ["smp", "torch"]
-

@@ -81,8 +81,8 @@ def _open_one(path: Path, *, chunks: int | None, pixel_grid: bool) -> xr.DataArr
         import rioxarray
 
         with warnings.catch_warnings():
-            if pixel_grid:
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            # a missing CRS gets a clearer error (or the pixel grid) below
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             opened = rioxarray.open_rasterio(path, chunks=chunk_spec, masked=False, lock=False)
         if not isinstance(opened, xr.DataArray):
             raise RasterInputError(f"{path} holds several subdatasets; open one of them")
@@ -103,7 +103,7 @@ def _open_one(path: Path, *, chunks: int | None, pixel_grid: bool) -> xr.DataArr
 def _open_zarr(path: Path, chunk_spec: dict[str, int] | None) -> xr.DataArray:
     import rioxarray  # noqa: F401  (registers .rio)
 
-    ds = xr.open_zarr(path, chunks=chunk_spec or None, decode_coords="all")
+    ds = xr.open_zarr(path, chunks=chunk_spec or None, decode_coords="all", consolidated=False)
     if len(ds.data_vars) != 1:
         raise RasterInputError(
             f"{path} holds {len(ds.data_vars)} variables {list(ds.data_vars)}; open it with "

@@ -48,7 +48,9 @@ class ClassInfo:
                 "nodata in label rasters. Renumber the class."
             )
         c = self.color
-        if not (len(c) == 7 and c[0] == "#" and all(ch in "0123456789abcdefABCDEF" for ch in c[1:])):
+        if not (
+            len(c) == 7 and c[0] == "#" and all(ch in "0123456789abcdefABCDEF" for ch in c[1:])
+        ):
             raise ModelPackageError(
                 f"colour {c!r} of class {self.name!r} is not of the form '#rrggbb'"
             )
@@ -186,9 +188,7 @@ def build_architecture(architecture: str, arch_kwargs: Mapping[str, Any]) -> tor
             f"unknown architecture {architecture!r}; smp provides {names}"
         ) from err
     except (TypeError, ValueError) as err:
-        raise ModelPackageError(
-            f"cannot build {architecture} with {dict(kwargs)}: {err}"
-        ) from err
+        raise ModelPackageError(f"cannot build {architecture} with {dict(kwargs)}: {err}") from err
 
 
 def _weights_digest(state: Mapping[str, np.ndarray]) -> str:

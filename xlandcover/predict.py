@@ -43,6 +43,8 @@ TTA = Literal["flips", "d4"]
 #: Default batch sizes: on CPU batching does not pay (measured: U-Net/ResNet-34 on 512² windows,
 #: 0.42 s at batch 1 vs 0.53 s per window at batch 4 on 2 cores); on GPUs it is the main lever.
 _DEFAULT_BATCH = {"cpu": 1, "cuda": 16, "mps": 4}
+#: ``chunks="auto"`` makes chunks at least this many windows wide.
+AUTO_CHUNK_WINDOWS = 8
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def predict(
     output: Output = "labels",
     device: str = "auto",
     tta: bool | TTA = False,
-    chunks: int | None = None,
+    chunks: int | Literal["auto"] | None = "auto",
     allow_rechunk: bool = True,
 ) -> xr.DataArray:
     """Classify every pixel of ``image`` with ``model``, lazily.
@@ -104,8 +106,11 @@ def predict(
         Test-time augmentation: ``True`` or ``"flips"`` averages the four flips, ``"d4"`` the
         eight flips and 90° rotations (square windows only).
     chunks
-        Rechunk ``y``/``x`` to this size first; default: keep Dask chunks, or
-        ``max(2048, 8 * window)`` for numpy-backed input.
+        Chunk size of the computation along ``y``/``x``. ``"auto"`` (default): at least
+        ``AUTO_CHUNK_WINDOWS`` windows per chunk, merging whole input chunks, because windows
+        straddling a chunk border are computed by both chunks (overhead about
+        ``(1 + window / chunk)^2 - 1``: 27 % at 8 windows). ``None``: keep the input's Dask
+        chunks (numpy input: one chunk). An int: rechunk to that size.
     allow_rechunk
         Chunks smaller than the halo (window - 1) are merged with a :class:`RechunkWarning`;
         with ``False`` they raise :class:`ChunkTooSmallError` instead.
@@ -134,9 +139,7 @@ def predict(
         raise ValueError(f"tta must be False, True, 'flips' or 'd4', not {tta!r}")
 
     nodata = image.rio.nodata if image.rio.nodata is not None else meta.nodata
-    if chunks is None and not isinstance(image.data, da.Array):
-        chunks = max(2048, 8 * win)
-    data = _as_dask(image, chunks)
+    data = _as_dask(image, chunks, win)
     _, height, width = data.shape
     mult = loaded.size_multiple
     rows = axis_grid(height, window=win, overlap=ovl, multiple=mult)
@@ -261,11 +264,22 @@ def _window(
     return win, ovl
 
 
-def _as_dask(image: xr.DataArray, chunks: int | None) -> da.Array:
+def _as_dask(image: xr.DataArray, chunks: int | Literal["auto"] | None, window: int) -> da.Array:
     data = image.data
     if not isinstance(data, da.Array):
-        return da.from_array(data, chunks=(-1, chunks or -1, chunks or -1))
-    return data.rechunk({0: -1, 1: chunks, 2: chunks} if chunks else {0: -1})
+        size = AUTO_CHUNK_WINDOWS * window if chunks == "auto" else chunks
+        return da.from_array(data, chunks=(-1, size or -1, size or -1))
+    if chunks is None:
+        return data.rechunk({0: -1})
+    if chunks != "auto":
+        return data.rechunk({0: -1, 1: chunks, 2: chunks})
+    spec: dict[int, int] = {0: -1}
+    for axis in (1, 2):
+        first = data.chunks[axis][0]
+        target = AUTO_CHUNK_WINDOWS * window
+        if first < target and len(data.chunks[axis]) > 1:
+            spec[axis] = -(-target // first) * first  # whole input chunks, never split
+    return data.rechunk(spec)
 
 
 def _fit_chunks(data: da.Array, row_halo: int, col_halo: int, *, allow_rechunk: bool) -> da.Array:
@@ -407,9 +421,7 @@ def _forward(loaded: LoadedModel, tiles: np.ndarray, tta: TTA | None) -> np.ndar
 def _d4() -> list[tuple[Any, Any]]:
     out = []
     for k in range(4):
-        out.append(
-            (lambda t, k=k: t.rot90(k, (-2, -1)), lambda t, k=k: t.rot90(-k, (-2, -1)))
-        )
+        out.append((lambda t, k=k: t.rot90(k, (-2, -1)), lambda t, k=k: t.rot90(-k, (-2, -1))))
         out.append(
             (
                 lambda t, k=k: t.flip(-1).rot90(k, (-2, -1)),
@@ -448,7 +460,8 @@ def _wrap(
         out = xr.DataArray(result, dims=("y", "x"), coords=coords, attrs=attrs, name="landcover")
         out = out.rio.write_nodata(NODATA_LABEL, encoded=False)
     else:
-        coords["class"] = list(meta.class_names)
+        # object dtype: Zarr v3 stores it as variable-length UTF-8, which has a specification
+        coords["class"] = np.array(meta.class_names, dtype=object)
         out = xr.DataArray(
             result, dims=("class", "y", "x"), coords=coords, attrs=attrs, name="probability"
         )

@@ -98,7 +98,7 @@ def _load(package: ModelPackage, device: str) -> LoadedModel:
     module = package.build_module(device)
     if device == "cpu":
         # NHWC convolutions are faster on CPU with oneDNN.
-        module = module.to(memory_format=torch.channels_last)
+        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     # Windows are kept to multiples of the encoder's output stride even where smp would accept
     # other sizes (its Unet then interpolates in the decoder, misaligning skip connections).
     encoder = getattr(module, "encoder", None)

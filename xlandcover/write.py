@@ -196,11 +196,10 @@ def _category_names_xml(ids: list[int], names: list[str]) -> str:
 
     by_id = dict(zip(ids, names, strict=True))
     cats = "".join(
-        f"      <Category>{escape(str(by_id.get(v, '')))}</Category>\n"
-        for v in range(max(ids) + 1)
+        f"      <Category>{escape(str(by_id.get(v, '')))}</Category>\n" for v in range(max(ids) + 1)
     )
     return (
-        "<PAMDataset>\n  <PAMRasterBand band=\"1\">\n    <CategoryNames>\n"
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n'
         f"{cats}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
     )
 

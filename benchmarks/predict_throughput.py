@@ -1,0 +1,287 @@
+"""Predict throughput and memory, measured side by side in one run; prints JSON.
+
+(a) pure model forward throughput over exactly the windows a scene needs (pre-normalised
+    tensors in memory, default batch size): no I/O, no blending, no halo;
+(b) end-to-end ``open_raster -> predict -> to_zarr`` at the same overlap as (a), and at
+    xlandcover's defaults;
+(c) the common hand-written approach: read the whole scene, batch-1 forward per window, 50 %
+    overlap, whole-scene probability and count arrays, argmax, write a GeoTIFF;
+(d) peak RSS of the end-to-end predict (own process each) for scenes of 1x, 4x and 16x the
+    pixels at a fixed chunk size.
+
+All scenes are mosaics of the real Landsat 8 Zion scene (mirrored tiles, 4 bands). Throughput
+is in Mpx/s of *scene* pixels. Usage::
+
+    python benchmarks/predict_throughput.py            # U-Net/ResNet-34, 512 px windows
+    python benchmarks/predict_throughput.py --quick    # tiny model and scene (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ZION = ROOT.parent / "shared" / "data" / "zion-landsat8-nlcd" / "landsat8_b2345_stack.tif"
+BANDS = ["blue", "green", "red", "nir"]
+
+
+def make_scene(path: Path, height: int, width: int) -> Path:
+    """A tiled GeoTIFF of ``height x width`` px: the Zion scene mirrored tile after tile."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with rasterio.open(ZION) as src:
+        base = src.read()
+        profile = src.profile
+    base = np.where(base == 65535, 0, base).astype(np.uint16)  # no nodata in the benchmark
+    profile.update(
+        height=height,
+        width=width,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        nodata=None,
+    )
+    _, bh, bw = base.shape
+    with rasterio.open(path, "w", **profile) as dst:
+        for y in range(0, height, 1024):
+            for x in range(0, width, 1024):
+                h, w = min(1024, height - y), min(1024, width - x)
+                rows = _mirror_index(np.arange(y, y + h), bh)
+                cols = _mirror_index(np.arange(x, x + w), bw)
+                dst.write(base[:, rows][:, :, cols], window=Window(x, y, w, h))
+    return path
+
+
+def _mirror_index(i: np.ndarray, n: int) -> np.ndarray:
+    period = 2 * n
+    j = i % period
+    return np.where(j < n, j, period - 1 - j)
+
+
+def make_package(path: Path, quick: bool):  # type: ignore[no-untyped-def]
+    import xlandcover as xlc
+    from xlandcover._torch import smp, torch
+
+    torch.manual_seed(0)
+    if quick:
+        net = smp.Unet(
+            "tu-test_efficientnet",
+            encoder_weights=None,
+            in_channels=4,
+            classes=8,
+            decoder_channels=(16, 8, 8, 8, 8),
+        )
+        window = 128
+    else:
+        net = smp.Unet("resnet34", encoder_weights=None, in_channels=4, classes=8)
+        window = 512
+    return xlc.save_model(
+        net,
+        path,
+        bands=BANDS,
+        classes=[{"id": i + 1, "name": f"class{i + 1}"} for i in range(8)],
+        normalization={"mean": [8000.0] * 4, "std": [2000.0] * 4},
+        window=window,
+        overlap=window // 8,
+        overwrite=True,
+    )
+
+
+def forward_only(package, height: int, width: int, window: int, overlap: int) -> float:  # type: ignore[no-untyped-def]
+    """(a): seconds to run the model over every window of the scene grid, nothing else."""
+    from xlandcover._torch import torch
+    from xlandcover.predict import _DEFAULT_BATCH, _forward
+    from xlandcover.runtime import get_model
+    from xlandcover.windows import axis_grid
+
+    loaded = get_model(package, package.sha256, "cpu")
+    rows = axis_grid(height, window=window, overlap=overlap, multiple=loaded.size_multiple)
+    cols = axis_grid(width, window=window, overlap=overlap, multiple=loaded.size_multiple)
+    n = len(rows.starts) * len(cols.starts)
+    batch = _DEFAULT_BATCH["cpu"]
+    tiles = np.random.default_rng(0).standard_normal((batch, 4, rows.window, cols.window))
+    tiles = tiles.astype(np.float32)
+    _forward(loaded, tiles, None)  # warm-up
+    del torch
+    start = time.perf_counter()
+    for _ in range(0, n, batch):
+        _forward(loaded, tiles, None)
+    return time.perf_counter() - start
+
+
+def end_to_end(scene: Path, model: Path, out: Path, **kw) -> float:  # type: ignore[no-untyped-def]
+    """(b): seconds for open_raster -> predict -> to_zarr."""
+    import xlandcover as xlc
+
+    start = time.perf_counter()
+    chunk = kw.pop("chunk", 2048)
+    img = xlc.open_raster(scene, chunks=chunk, bands=BANDS)
+    labels = img.landcover.predict(xlc.load_model(model), **kw)
+    labels.landcover.to_zarr(out, overwrite=True)
+    return time.perf_counter() - start
+
+
+def handwritten(scene: Path, package, out: Path, window: int) -> float:  # type: ignore[no-untyped-def]
+    """(c): the usual notebook loop, timed end to end."""
+    import rasterio
+
+    from xlandcover._torch import torch
+
+    start = time.perf_counter()
+    model = package.build_module()
+    mean = np.asarray(package.metadata.mean, np.float32)[:, None, None]
+    std = np.asarray(package.metadata.std, np.float32)[:, None, None]
+    with rasterio.open(scene) as src:
+        image = (src.read().astype(np.float32) - mean) / std
+        profile = src.profile
+    _, h, w = image.shape
+    probs = np.zeros((len(package.classes), h, w), np.float32)
+    count = np.zeros((h, w), np.float32)
+    stride = window // 2
+    ys = sorted({min(y, h - window) for y in range(0, h, stride)})
+    xs = sorted({min(x, w - window) for x in range(0, w, stride)})
+    with torch.no_grad():
+        for y in ys:
+            for x in xs:
+                tile = torch.from_numpy(image[None, :, y : y + window, x : x + window].copy())
+                probs[:, y : y + window, x : x + window] += model(tile).softmax(1)[0].numpy()
+                count[y : y + window, x : x + window] += 1
+    labels = (probs / count).argmax(0).astype(np.uint8) + 1
+    profile.update(count=1, dtype="uint8")
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(labels, 1)
+    return time.perf_counter() - start
+
+
+def seam_ratio(store: Path, chunk: int) -> float:
+    """Label changes across chunk borders relative to label changes anywhere: ~1 = no seams."""
+    import xarray as xr
+
+    labels = xr.open_zarr(store, consolidated=False)["landcover"].values
+    change_y = labels[1:] != labels[:-1]
+    change_x = labels[:, 1:] != labels[:, :-1]
+    border_y = change_y[chunk - 1 :: chunk].mean() if labels.shape[0] > chunk else np.nan
+    border_x = change_x[:, chunk - 1 :: chunk].mean() if labels.shape[1] > chunk else np.nan
+    overall = (change_y.mean() + change_x.mean()) / 2
+    return float(np.nanmean([border_y, border_x]) / overall) if overall else 1.0
+
+
+def rss_child(args: argparse.Namespace) -> None:
+    """(d), in a fresh process: peak RSS of one end-to-end predict."""
+    import dask
+
+    dask.config.set(scheduler="threads", num_workers=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        seconds = end_to_end(
+            Path(args.scene), Path(args.model), Path(tmp) / "o.zarr", chunk=args.chunk, chunks=None
+        )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {"peak_rss_mib": peak / 1024, "rss_before_mib": before / 1024, "seconds": seconds}
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny model and scene")
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scene", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--chunk", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        return rss_child(args)
+
+    import dask
+
+    dask.config.set(scheduler="threads")
+    quick = args.quick
+    side = 768 if quick else 4096  # (a)-(c) scene side
+    rss_base = 256 if quick else 1024  # (d): 1x, 4x, 16x of rss_base^2
+    rss_chunk = 256 if quick else 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        package = make_package(tmp_path / "model.xlc", quick)
+        window, overlap = package.metadata.window, package.metadata.overlap
+        scene = make_scene(tmp_path / "scene.tif", side, side)
+        mpx = side * side / 1e6
+        chunk = 4 * window  # the explicit chunking of (b) at the same overlap as (a)
+
+        t_a = forward_only(package, side, side, window, overlap)
+        t_b = end_to_end(
+            scene,
+            package.path,
+            tmp_path / "b.zarr",
+            chunk=chunk,
+            chunks=None,
+            window=window,
+            overlap=overlap,
+        )
+        t_b_def = end_to_end(scene, package.path, tmp_path / "b_def.zarr")
+        t_c = handwritten(scene, package, tmp_path / "c.tif", window)
+        result: dict[str, object] = {
+            "machine": f"{platform.machine()} {platform.processor()} x{_cores()} cores",
+            "model": f"Unet/{package.metadata.arch_kwargs['encoder_name']}",
+            "scene_px": [side, side],
+            "window": window,
+            "overlap_a_b": overlap,
+            "a_forward_mpx_s": mpx / t_a,
+            "b_end_to_end_mpx_s": mpx / t_b,
+            "b_chunk": chunk,
+            "b_defaults_mpx_s": mpx / t_b_def,
+            "c_handwritten_mpx_s": mpx / t_c,
+            "ratio_b_over_a": t_a / t_b,
+            "ratio_b_defaults_over_c": t_c / t_b_def,
+            "seam_ratio_b": seam_ratio(tmp_path / "b.zarr", chunk),
+            "seam_ratio_b_defaults": seam_ratio(tmp_path / "b_def.zarr", 2048),
+        }
+        rss = {}
+        for scale in (1, 4, 16):
+            n = rss_base * int(np.sqrt(scale))
+            path = make_scene(tmp_path / f"rss{scale}.tif", n, n)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--rss-child",
+                    "--scene",
+                    str(path),
+                    "--model",
+                    str(package.path),
+                    "--chunk",
+                    str(rss_chunk),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rss[f"{scale}x"] = json.loads(out.stdout.strip().splitlines()[-1])
+            path.unlink()
+        result["d_rss"] = {"chunk": rss_chunk, "base_px": [rss_base, rss_base], **rss}
+        result["ratio_rss_16x_over_1x"] = rss["16x"]["peak_rss_mib"] / rss["1x"]["peak_rss_mib"]
+    print(json.dumps(result, indent=2))
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+import subprocess
+import sys
+
+
+def test_import_is_light():
+    code = (
+        "import sys, xlandcover; "
+        "heavy = [m for m in ('torch', 'segmentation_models_pytorch', 'timm', 'distributed', "
+        "'stackstac', 'pystac_client') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_error_subclasses_a_builtin():
+    from xlandcover import errors
+
+    classes = [
+        c
+        for c in vars(errors).values()
+        if isinstance(c, type)
+        and issubclass(c, errors.XLandcoverError)
+        and c is not errors.XLandcoverError
+    ]
+    assert len(classes) >= 10
+    builtin = (ValueError, FileExistsError, FileNotFoundError, ImportError)
+    assert all(issubclass(c, builtin) for c in classes)

@@ -1,0 +1,159 @@
+"""Command line: ``xlandcover demo`` and ``xlandcover predict``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import XLandcoverError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+log = logging.getLogger("xlandcover")
+
+DEMO_IMAGE = "zion-landsat8-demo.tif"
+DEMO_MODEL = "demo-zion.xlc"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xlandcover", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="map the embedded Landsat 8 scene with the demo model")
+    demo.add_argument("--out", type=Path, default=Path("out"), help="output folder")
+    demo.add_argument("--chunk", type=int, default=512, help="chunk size in pixels")
+
+    pred = sub.add_parser("predict", help="classify a raster into a land-cover map")
+    pred.add_argument("source", nargs="+", type=Path, help="raster(s); several stack as bands")
+    pred.add_argument("--model", required=True, type=Path, help="model package (.xlc)")
+    pred.add_argument("--out", type=Path, help="output Zarr store")
+    pred.add_argument("--cog", type=Path, help="output Cloud-Optimized GeoTIFF")
+    pred.add_argument("--chunk", type=int, default=2048, help="chunk size in pixels")
+    pred.add_argument("--window", type=int, help="window size (default: the package's)")
+    pred.add_argument("--overlap", type=float, help="overlap, pixels or a fraction < 1")
+    pred.add_argument("--batch-size", type=int, help="windows per forward pass")
+    pred.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    pred.add_argument("--bands", help="comma-separated band names of the source")
+    pred.add_argument("--tta", action="store_true", help="average the four flips")
+    pred.add_argument("--pixel-grid", action="store_true", help="accept rasters without CRS")
+    pred.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        return _predict(args)
+    except (XLandcoverError, OSError) as err:
+        log.error("error: %s", err)
+        return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import load_model, open_raster
+
+    data = resources.files("xlandcover") / "data"
+    with (
+        resources.as_file(data / DEMO_IMAGE) as image_path,
+        resources.as_file(data / DEMO_MODEL) as model_path,
+    ):
+        img = open_raster(image_path, chunks=args.chunk)
+        model = load_model(model_path)
+        log.info(
+            "Demo: %s (%d x %d px, %s) with %s",
+            DEMO_IMAGE,
+            img.sizes["x"],
+            img.sizes["y"],
+            img.rio.crs,
+            model.metadata.description,
+        )
+        labels = img.landcover.predict(model)
+        args.out.mkdir(parents=True, exist_ok=True)
+        cog = args.out / "landcover.tif"
+        _run(lambda: labels.landcover.to_cog(cog, overwrite=True), labels)
+        log.info("Wrote %s (Cloud-Optimized GeoTIFF with colour table and class names)", cog)
+        _print_areas(cog)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import xarray as xr
+
+    from . import load_model, open_raster, to_cog, to_zarr
+
+    if args.out is None and args.cog is None:
+        log.error("error: give an output: --out OUT.zarr and/or --cog OUT.tif")
+        return 2
+    bands = args.bands.split(",") if args.bands else None
+    img = open_raster(args.source, chunks=args.chunk, bands=bands, pixel_grid=args.pixel_grid)
+    model = load_model(args.model)
+    labels = img.landcover.predict(
+        model,
+        window=args.window,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        tta=args.tta,
+    )
+    log.info(
+        "Predicting %d x %d px in %d chunks (window %s, device %s)",
+        img.sizes["x"],
+        img.sizes["y"],
+        labels.data.npartitions,
+        args.window or "default",
+        args.device,
+    )
+    if args.out is not None:
+        _run(partial(to_zarr, labels, args.out, overwrite=args.overwrite), labels)
+        log.info("Wrote %s", args.out)
+        # the COG is converted from the store rather than predicting a second time
+        labels = xr.open_zarr(args.out, decode_coords="all", consolidated=False)["landcover"]
+    if args.cog is not None:
+        _run(partial(to_cog, labels, args.cog, overwrite=args.overwrite), labels)
+        log.info("Wrote %s", args.cog)
+    return 0
+
+
+def _run(job: Callable[[], object], labels: xr.DataArray) -> None:
+    from dask.diagnostics import ProgressBar
+
+    start = time.perf_counter()
+    with ProgressBar(out=sys.stderr, minimum=1.0):
+        job()
+    seconds = time.perf_counter() - start
+    mpx = labels.size / 1e6
+    log.info("%.2f Mpx in %.1f s (%.2f Mpx/s)", mpx, seconds, mpx / seconds)
+
+
+def _print_areas(cog: Path) -> None:
+    """Per-class area of a label COG, read window by window."""
+    import rasterio
+
+    with rasterio.open(cog) as src:
+        counts = np.zeros(256, dtype=np.int64)
+        for _, window in src.block_windows(1):
+            counts += np.bincount(src.read(1, window=window).ravel(), minlength=256)
+        names = {int(k[6:]): v for k, v in src.tags(1).items() if k.startswith("CLASS_")}
+        pixel_m2 = abs(src.transform.a * src.transform.e)
+        linear = src.crs.linear_units if src.crs else "pixel"
+    total = counts[list(names)].sum()
+    print(f"\n{'class':<14}{'pixels':>10}{'km2':>10}{'share':>8}")
+    for cid, name in names.items():
+        km2 = counts[cid] * pixel_m2 / 1e6 if linear in ("metre", "meter") else float("nan")
+        print(f"{name:<14}{counts[cid]:>10}{km2:>10.2f}{counts[cid] / max(total, 1):>8.1%}")
+    if counts[255]:
+        print(f"{'nodata':<14}{counts[255]:>10}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
