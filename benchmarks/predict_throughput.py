@@ -19,6 +19,7 @@ is in Mpx/s of *scene* pixels. Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import resource
@@ -29,6 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from xlandcover.predict import AUTO_CHUNK_WINDOWS
 
 ROOT = Path(__file__).resolve().parents[1]
 ZION = ROOT.parent / "shared" / "data" / "zion-landsat8-nlcd" / "landsat8_b2345_stack.tif"
@@ -165,6 +168,16 @@ def handwritten(scene: Path, package, out: Path, window: int) -> float:  # type:
     return time.perf_counter() - start
 
 
+def halo_overhead(side: int, chunk: int, window: int, overlap: int) -> float:
+    """Fraction of extra windows the chunks run, beyond the scene grid's own (square scene)."""
+    from xlandcover.windows import axis_grid
+
+    grid = axis_grid(side, window=window, overlap=overlap, multiple=32)
+    edges = [*range(0, side, chunk), side]
+    run = sum(len(grid.touching(a, b)) for a, b in itertools.pairwise(edges))
+    return (run / len(grid.starts)) ** 2 - 1
+
+
 def seam_ratio(store: Path, chunk: int) -> float:
     """Label changes across chunk borders relative to label changes anywhere: ~1 = no seams."""
     import xarray as xr
@@ -178,22 +191,29 @@ def seam_ratio(store: Path, chunk: int) -> float:
     return float(np.nanmean([border_y, border_x]) / overall) if overall else 1.0
 
 
+def _vm_hwm_mib() -> float:
+    """Peak RSS of this process image (ru_maxrss would include the parent's, kept by exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_child(args: argparse.Namespace) -> None:
     """(d), in a fresh process: peak RSS of one end-to-end predict."""
     import dask
 
+    import xlandcover  # noqa: F401
+    from xlandcover._torch import torch  # noqa: F401  (imports count in the baseline)
+
     dask.config.set(scheduler="threads", num_workers=2)
+    baseline = _vm_hwm_mib()
     with tempfile.TemporaryDirectory() as tmp:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         seconds = end_to_end(
             Path(args.scene), Path(args.model), Path(tmp) / "o.zarr", chunk=args.chunk, chunks=None
         )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        json.dumps(
-            {"peak_rss_mib": peak / 1024, "rss_before_mib": before / 1024, "seconds": seconds}
-        )
-    )
+    result = {"peak_rss_mib": _vm_hwm_mib(), "after_imports_mib": baseline, "seconds": seconds}
+    print(json.dumps(result))
 
 
 def main() -> None:
@@ -211,27 +231,20 @@ def main() -> None:
 
     dask.config.set(scheduler="threads")
     quick = args.quick
-    side = 768 if quick else 4096  # (a)-(c) scene side
+    side = 1100 if quick else 6144  # (a)-(c) scene side, larger than the default chunk
     rss_base = 256 if quick else 1024  # (d): 1x, 4x, 16x of rss_base^2
     rss_chunk = 256 if quick else 1024
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         package = make_package(tmp_path / "model.xlc", quick)
-        window, overlap = package.metadata.window, package.metadata.overlap
+        window = package.metadata.window
+        overlap = window // 4  # (a) and (b); the package's default (b_defaults) is window // 8
         scene = make_scene(tmp_path / "scene.tif", side, side)
         mpx = side * side / 1e6
-        chunk = 4 * window  # the explicit chunking of (b) at the same overlap as (a)
+        chunk = AUTO_CHUNK_WINDOWS * window  # what chunks="auto" gives
 
         t_a = forward_only(package, side, side, window, overlap)
-        t_b = end_to_end(
-            scene,
-            package.path,
-            tmp_path / "b.zarr",
-            chunk=chunk,
-            chunks=None,
-            window=window,
-            overlap=overlap,
-        )
+        t_b = end_to_end(scene, package.path, tmp_path / "b.zarr", window=window, overlap=overlap)
         t_b_def = end_to_end(scene, package.path, tmp_path / "b_def.zarr")
         t_c = handwritten(scene, package, tmp_path / "c.tif", window)
         result: dict[str, object] = {
@@ -243,12 +256,16 @@ def main() -> None:
             "a_forward_mpx_s": mpx / t_a,
             "b_end_to_end_mpx_s": mpx / t_b,
             "b_chunk": chunk,
+            "b_halo_extra_windows": halo_overhead(side, chunk, window, overlap),
+            "b_defaults_halo_extra_windows": halo_overhead(
+                side, chunk, window, package.metadata.overlap
+            ),
             "b_defaults_mpx_s": mpx / t_b_def,
             "c_handwritten_mpx_s": mpx / t_c,
             "ratio_b_over_a": t_a / t_b,
             "ratio_b_defaults_over_c": t_c / t_b_def,
             "seam_ratio_b": seam_ratio(tmp_path / "b.zarr", chunk),
-            "seam_ratio_b_defaults": seam_ratio(tmp_path / "b_def.zarr", 2048),
+            "seam_ratio_b_defaults": seam_ratio(tmp_path / "b_def.zarr", chunk),
         }
         rss = {}
         for scale in (1, 4, 16):

@@ -19,8 +19,9 @@ What it does:
 * scores pixel accuracy, per-class IoU and macro mIoU on the held-out demo crop (whole-crop
   inference, reflect-padded to a multiple of 32) and stores them in the package's ``extra``.
 
-The training budget is wall-clock time, so the number of steps (and the exact weights) depends
-on the machine; everything else is seeded (``--seed``).
+The default budget is wall-clock time, so the number of steps (and the exact weights) depends
+on the machine and its load; everything else is seeded (``--seed``). ``--steps N`` trains a fixed
+number of steps instead, which repeats exactly on the same machine and torch build.
 
 Run from the repository root::
 
@@ -87,6 +88,7 @@ class Scene:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=6.0, help="training wall-clock budget")
+    p.add_argument("--steps", type=int, default=None, help="train this many steps instead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", type=Path, default=DATA_DIR)
     p.add_argument("--demo-crop", type=Path, default=DEMO_CROP)
@@ -223,7 +225,8 @@ def build_model() -> torch.nn.Module:
 def train(
     model: torch.nn.Module, sampler: ChipSampler, weights: np.ndarray, args: argparse.Namespace
 ) -> tuple[int, float]:
-    """Train for ``args.minutes`` of wall-clock time; return (steps, minutes)."""
+    """Train for ``args.minutes`` of wall-clock time (or ``args.steps`` steps); return
+    (steps, minutes)."""
     model.train()
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # ~30 % faster
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -234,8 +237,12 @@ def train(
     warmup = 0.03
     t0 = time.perf_counter()
     step, running = 0, 0.0
-    while (elapsed := time.perf_counter() - t0) < budget:
-        frac = elapsed / budget  # learning rate follows the clock: warm-up, then cosine decay
+    while True:
+        elapsed = time.perf_counter() - t0
+        # progress through the budget; the learning rate follows it: warm-up, cosine decay
+        frac = elapsed / budget if args.steps is None else step / args.steps
+        if frac >= 1.0:
+            break
         scale = frac / warmup if frac < warmup else 0.5 * (1 + math.cos(math.pi * frac))
         for group in opt.param_groups:
             group["lr"] = args.lr * max(scale, 0.01)
@@ -334,6 +341,7 @@ def main() -> None:
         },
         "training": {
             "seed": args.seed,
+            "budget": f"{args.minutes:g} min wall clock" if args.steps is None else "steps",
             "steps": steps,
             "chip": args.chip,
             "batch_size": args.batch_size,

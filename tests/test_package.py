@@ -142,3 +142,14 @@ def test_missing_package():
 
 def test_class_info_rgb():
     assert ClassInfo(id=3, name="x", color="#0A0b0c").rgb == (10, 11, 12)
+
+
+def test_saved_package_is_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    save(tmp_path)
+    old = os.umask(0o022)
+    os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "m.xlc").stat().st_mode)
+    assert mode == 0o666 & ~old and not list(tmp_path.glob(".*tmp"))

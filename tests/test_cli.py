@@ -1,0 +1,80 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from rio_cogeo.cogeo import cog_validate
+
+import xlandcover as xlc
+from xlandcover.cli import main
+
+from .conftest import ZION, tiny_net
+
+LANDSAT = ZION / "landsat8_b2345_stack.tif"
+
+
+@pytest.fixture(scope="module")
+def landsat_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "landsat.xlc"
+    return xlc.save_model(
+        tiny_net(in_channels=4, classes=3),
+        path,
+        bands=["blue", "green", "red", "nir"],
+        classes=[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
+        normalization={"mean": [9000.0] * 4, "std": [2000.0] * 4},
+        window=128,
+        overlap=16,
+    )
+
+
+def test_cli_predict_writes_zarr_and_cog_of_a_real_scene(tmp_path, landsat_model):
+    out, cog = tmp_path / "lc.zarr", tmp_path / "lc.tif"
+    args = [str(LANDSAT), "--model", str(landsat_model.path), "--out", str(out)]
+    args += ["--cog", str(cog), "--chunk", "512", "--bands", "blue,green,red,nir"]
+    assert main(["predict", *args]) == 0
+    zarr_labels = xr.open_zarr(out, decode_coords="all", consolidated=False)["landcover"]
+    with rasterio.open(cog) as src, rasterio.open(LANDSAT) as ref:
+        assert cog_validate(cog)[0]
+        assert src.crs == ref.crs and src.transform == ref.transform
+        labels = src.read(1)
+        nodata_in = (ref.read() == ref.nodata).any(axis=0)
+    np.testing.assert_array_equal(labels, zarr_labels.values)
+    assert (labels[nodata_in] == 255).all() and np.isin(labels[~nodata_in], [1, 2, 3]).all()
+    # refusing to overwrite is an error with a message, not a traceback
+    assert main(["predict", *args]) == 1
+
+
+def test_cli_reports_errors_plainly(tmp_path, landsat_model, caplog):
+    rc = main(
+        [
+            "predict",
+            str(LANDSAT),
+            "--model",
+            str(landsat_model.path),
+            "--cog",
+            str(tmp_path / "x.tif"),
+            "--device",
+            "tpu",
+        ]
+    )
+    assert rc == 1 and "unknown device 'tpu'" in caplog.text
+
+
+def test_demo_makes_a_map_of_the_embedded_scene(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "xlandcover.cli", "demo", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cog = tmp_path / "landcover.tif"
+    assert cog_validate(cog)[0]
+    with rasterio.open(cog) as src:
+        assert src.crs.to_epsg() == 32612
+        assert src.tags(1)["CLASS_4"] == "forest"
+        assert len(src.colormap(1)) == 256
+        labels = src.read(1)
+    assert np.isin(labels, [*range(1, 9), 255]).all()
+    assert "forest" in out.stdout and "km2" in out.stdout
