@@ -210,7 +210,13 @@ def rss_child(args: argparse.Namespace) -> None:
     baseline = _vm_hwm_mib()
     with tempfile.TemporaryDirectory() as tmp:
         seconds = end_to_end(
-            Path(args.scene), Path(args.model), Path(tmp) / "o.zarr", chunk=args.chunk, chunks=None
+            Path(args.scene),
+            Path(args.model),
+            Path(tmp) / "o.zarr",
+            chunk=args.chunk,
+            chunks=None,
+            window=args.window,
+            overlap=args.window // 8,
         )
     result = {"peak_rss_mib": _vm_hwm_mib(), "after_imports_mib": baseline, "seconds": seconds}
     print(json.dumps(result))
@@ -223,6 +229,7 @@ def main() -> None:
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--chunk", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--window", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args)
@@ -232,8 +239,9 @@ def main() -> None:
     dask.config.set(scheduler="threads")
     quick = args.quick
     side = 1100 if quick else 6144  # (a)-(c) scene side, larger than the default chunk
-    rss_base = 256 if quick else 1024  # (d): 1x, 4x, 16x of rss_base^2
-    rss_chunk = 256 if quick else 1024
+    # (d): 1x, 4x, 16x of rss_base^2 at a fixed chunk; 1x already has 4 chunks, so the
+    # baseline runs as many chunks at once as the larger scenes do
+    rss_base, rss_chunk, rss_window = (512, 256, 64) if quick else (1024, 512, 128)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         package = make_package(tmp_path / "model.xlc", quick)
@@ -245,6 +253,16 @@ def main() -> None:
 
         t_a = forward_only(package, side, side, window, overlap)
         t_b = end_to_end(scene, package.path, tmp_path / "b.zarr", window=window, overlap=overlap)
+        small = 6 * window  # an explicit smaller chunking, to show what the halo costs
+        t_b_small = end_to_end(
+            scene,
+            package.path,
+            tmp_path / "b_small.zarr",
+            window=window,
+            overlap=overlap,
+            chunk=small,
+            chunks=small,
+        )
         t_b_def = end_to_end(scene, package.path, tmp_path / "b_def.zarr")
         t_c = handwritten(scene, package, tmp_path / "c.tif", window)
         result: dict[str, object] = {
@@ -260,11 +278,15 @@ def main() -> None:
             "b_defaults_halo_extra_windows": halo_overhead(
                 side, chunk, window, package.metadata.overlap
             ),
+            "b_small_chunks": small,
+            "b_small_chunks_mpx_s": mpx / t_b_small,
+            "b_small_chunks_halo_extra_windows": halo_overhead(side, small, window, overlap),
+            "ratio_b_small_chunks_over_a": t_a / t_b_small,
             "b_defaults_mpx_s": mpx / t_b_def,
             "c_handwritten_mpx_s": mpx / t_c,
             "ratio_b_over_a": t_a / t_b,
             "ratio_b_defaults_over_c": t_c / t_b_def,
-            "seam_ratio_b": seam_ratio(tmp_path / "b.zarr", chunk),
+            "seam_ratio_b_small_chunks": seam_ratio(tmp_path / "b_small.zarr", small),
             "seam_ratio_b_defaults": seam_ratio(tmp_path / "b_def.zarr", chunk),
         }
         rss = {}
@@ -282,6 +304,8 @@ def main() -> None:
                     str(package.path),
                     "--chunk",
                     str(rss_chunk),
+                    "--window",
+                    str(rss_window),
                 ],
                 capture_output=True,
                 text=True,
@@ -289,7 +313,12 @@ def main() -> None:
             )
             rss[f"{scale}x"] = json.loads(out.stdout.strip().splitlines()[-1])
             path.unlink()
-        result["d_rss"] = {"chunk": rss_chunk, "base_px": [rss_base, rss_base], **rss}
+        result["d_rss"] = {
+            "chunk": rss_chunk,
+            "window": rss_window,
+            "base_px": [rss_base, rss_base],
+            **rss,
+        }
         result["ratio_rss_16x_over_1x"] = rss["16x"]["peak_rss_mib"] / rss["1x"]["peak_rss_mib"]
     print(json.dumps(result, indent=2))
 

@@ -83,3 +83,28 @@ def test_open_zarr(tmp_path):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         xlc.open_raster("/nonexistent.tif")
+
+
+def test_open_vrt(tmp_path):
+    """A VRT selecting bands 3 and 4 (red, nir) of the real scene, with band descriptions."""
+    with rasterio.open(LANDSAT) as src:
+        h, w, t = src.height, src.width, src.transform
+        crs_wkt = src.crs.to_wkt()
+    bands = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{i}"><Description>{name}</Description>'
+        f'<NoDataValue>65535</NoDataValue><SimpleSource><SourceFilename relativeToVRT="0">'
+        f"{LANDSAT}</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+        for i, (b, name) in enumerate([(3, "red"), (4, "nir")], start=1)
+    )
+    gt = ", ".join(str(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+    vrt = tmp_path / "rn.vrt"
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>{crs_wkt}</SRS>'
+        f"<GeoTransform>{gt}</GeoTransform>{bands}</VRTDataset>"
+    )
+    img = xlc.open_raster(vrt, chunks=512)
+    assert list(img.band.values) == ["red", "nir"] and img.rio.crs.to_epsg() == 32612
+    full = xlc.open_raster(LANDSAT, chunks=512)
+    np.testing.assert_array_equal(
+        img[:, 300:340, 500:530].values, full[2:, 300:340, 500:530].values
+    )

@@ -122,6 +122,13 @@ def test_chunking_never_changes_the_prediction(
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
 
 
+def test_batch_size_does_not_change_the_prediction(tiny_package):
+    img = make_image(150, 170, seed=7)
+    one = xlc.predict(img, tiny_package, output="probabilities", batch_size=1).values
+    five = xlc.predict(img, tiny_package, output="probabilities", batch_size=5).values
+    np.testing.assert_allclose(one, five, atol=1e-5)
+
+
 def test_numpy_and_dask_inputs_agree(tiny_package):
     img = make_image(200, 260, seed=3)
     a = xlc.predict(img, tiny_package, output="probabilities").values
@@ -147,14 +154,14 @@ def test_building_the_graph_computes_nothing(tiny_package):
 
 def test_auto_chunks_merge_whole_input_chunks(tiny_package):
     img = make_image(1200, 700).chunk({"y": 100, "x": 300})
-    labels = xlc.predict(img, tiny_package)  # window 64: at least 8 * 64 = 512 px chunks
-    assert labels.chunks == ((600, 600), (600, 100))
+    labels = xlc.predict(img, tiny_package)  # window 64: at least 16 * 64 = 1024 px chunks
+    assert labels.chunks == ((1100, 100), (700,))
     assert xlc.predict(img, tiny_package, chunks=256).chunks == (
         (256,) * 4 + (176,),
         (256, 256, 188),
     )
     numpy_backed = make_image(1200, 700)
-    assert xlc.predict(numpy_backed, tiny_package).chunks == ((512, 512, 176), (512, 188))
+    assert xlc.predict(numpy_backed, tiny_package).chunks == ((1024, 176), (700,))
 
 
 def test_model_is_one_graph_key_and_loaded_once_per_process(tiny_package):
@@ -309,3 +316,5 @@ def test_wrong_dims_and_output(tiny_package):
         xlc.predict(img.rename({"y": "lat"}), tiny_package)
     with pytest.raises(ValueError, match="output must be"):
         xlc.predict(img, tiny_package, output="scores")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size must be a positive"):
+        xlc.predict(img, tiny_package, batch_size=0)

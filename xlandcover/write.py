@@ -15,9 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -62,8 +60,9 @@ def to_zarr(labels: xr.DataArray, store: PathLike, *, overwrite: bool = False) -
             compute=False,
             encoding={name: {"fill_value": None}},
         )
-        _, any_valid = dask.compute(write, _any_valid(labels))
-        _require_data(any_valid, target)
+        write.compute()
+        staged = xr.open_zarr(tmp / "store.zarr", consolidated=False)[name]
+        _require_data(_any_valid(staged.data, nodata), target)
         _publish(tmp / "store.zarr", target)
     return target
 
@@ -100,8 +99,8 @@ def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> 
             lock=threading.Lock(),
             compute=False,
         )
-        _, any_valid = dask.compute(write, _any_valid(labels))
-        _require_data(any_valid, target)
+        write.compute()
+        _require_data(_any_valid_geotiff(striped), target)
         names = labels.attrs.get("class_names", [])
         ids = labels.attrs.get("class_ids", [])
         with rasterio.open(striped, "r+") as dst:
@@ -168,19 +167,32 @@ def _zarr_compatible(chunks: tuple[tuple[int, ...], ...]) -> tuple[int | tuple[i
     )
 
 
-def _any_valid(labels: xr.DataArray) -> Any:
-    data = labels.data
-    if labels.ndim == 3:
-        data = data[0]
-    nodata = labels.rio.nodata
+# The writers check for an all-nodata result by reading back what they staged, chunk by chunk:
+# a Dask reduction computed beside the write would be fused into new keys by array
+# optimisation and run the whole prediction a second time.
+
+
+def _any_valid(data: da.Array, nodata: float | None) -> bool:
     if nodata is None:
-        return da.ones((), dtype=bool) if isinstance(data, da.Array) else True
-    valid = ~np.isnan(data) if np.isnan(nodata) else data != nodata
-    return valid.any()
+        return True
+    first = data[0] if data.ndim == 3 else data
+    valid = ~da.isnan(first) if np.isnan(nodata) else first != nodata
+    return bool(valid.any().compute())
 
 
-def _require_data(any_valid: Any, target: Path) -> None:
-    if not bool(any_valid):
+def _any_valid_geotiff(path: Path) -> bool:
+    import rasterio
+
+    with rasterio.open(path) as src:
+        for _, window in src.block_windows(1):
+            block = src.read(1, window=window, masked=True)
+            if block.count():
+                return True
+    return False
+
+
+def _require_data(any_valid: bool, target: Path) -> None:
+    if not any_valid:
         raise AllNodataError(
             f"every pixel of the prediction is nodata, so {target} was not written; check the "
             "input's nodata value and the area it covers"
