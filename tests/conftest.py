@@ -16,6 +16,14 @@ ZION = SHARED / "zion-landsat8-nlcd"
 DUBAI = SHARED / "dubai-aerial"
 
 
+def pytest_configure(config):
+    if not SHARED.is_dir():
+        raise pytest.UsageError(
+            f"the tests read real imagery from {SHARED}: clone xlandcover next to the shared/ "
+            "folder (as CI does), or link it there"
+        )
+
+
 def tiny_net(in_channels: int = 3, classes: int = 4, seed: int = 0):
     """A ~0.1 M-parameter smp U-Net (timm's test encoder), random but decisive weights."""
     from xlandcover._torch import smp, torch
