@@ -38,6 +38,7 @@ def test_cli_predict_writes_zarr_and_cog_of_a_real_scene(tmp_path, landsat_model
     with rasterio.open(cog) as src, rasterio.open(LANDSAT) as ref:
         assert cog_validate(cog)[0]
         assert src.crs == ref.crs and src.transform == ref.transform
+        assert src.nodata == 255 and src.tags(1)["CLASS_2"] == "b"  # carried through the store
         labels = src.read(1)
         nodata_in = (ref.read() == ref.nodata).any(axis=0)
     np.testing.assert_array_equal(labels, zarr_labels.values)

@@ -57,7 +57,12 @@ class ClassInfo:
 
     @property
     def rgb(self) -> tuple[int, int, int]:
-        return (int(self.color[1:3], 16), int(self.color[3:5], 16), int(self.color[5:7], 16))
+        return hex_to_rgb(self.color)
+
+
+def hex_to_rgb(color: str) -> tuple[int, int, int]:
+    """``"#rrggbb"`` -> ``(r, g, b)``."""
+    return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
 
 
 @dataclass(frozen=True)

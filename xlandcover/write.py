@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import AllNodataError, OutputExistsError, RasterInputError
-from .package import NODATA_LABEL
+from .package import hex_to_rgb
 
 PathLike = str | os.PathLike[str]
 
@@ -108,7 +108,7 @@ def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> 
                 colors = labels.attrs.get("class_colors", [])
                 cmap = {v: (0, 0, 0, 0) for v in range(256)}
                 for cid, color in zip(ids, colors, strict=True):
-                    cmap[int(cid)] = (*_rgb(color), 255)
+                    cmap[int(cid)] = (*hex_to_rgb(color), 255)
                 dst.write_colormap(1, cmap)
                 dst.update_tags(
                     class_names=json.dumps(dict(zip(map(str, ids), names, strict=True)))
@@ -199,10 +199,6 @@ def _require_data(any_valid: bool, target: Path) -> None:
         )
 
 
-def _rgb(color: str) -> tuple[int, int, int]:
-    return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
-
-
 def _category_names_xml(ids: list[int], names: list[str]) -> str:
     from xml.sax.saxutils import escape
 
@@ -214,6 +210,3 @@ def _category_names_xml(ids: list[int], names: list[str]) -> str:
         '<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n'
         f"{cats}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
     )
-
-
-__all__ = ["NODATA_LABEL", "to_cog", "to_zarr"]
