@@ -81,6 +81,7 @@ def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> 
     """
     import rasterio
     import rasterio.shutil
+    import rioxarray
 
     target = Path(path)
     _check_target(target, overwrite)
@@ -100,7 +101,9 @@ def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> 
             compute=False,
         )
         write.compute()
-        _require_data(_any_valid_geotiff(striped), target)
+        staged = rioxarray.open_rasterio(striped, chunks={"band": 1, "y": 2048, "x": 2048})
+        assert isinstance(staged, xr.DataArray)  # one band set, no subdatasets
+        _require_data(_any_valid(staged.data, labels.rio.nodata), target)
         names = labels.attrs.get("class_names", [])
         ids = labels.attrs.get("class_ids", [])
         with rasterio.open(striped, "r+") as dst:
@@ -178,17 +181,6 @@ def _any_valid(data: da.Array, nodata: float | None) -> bool:
     first = data[0] if data.ndim == 3 else data
     valid = ~da.isnan(first) if np.isnan(nodata) else first != nodata
     return bool(valid.any().compute())
-
-
-def _any_valid_geotiff(path: Path) -> bool:
-    import rasterio
-
-    with rasterio.open(path) as src:
-        for _, window in src.block_windows(1):
-            block = src.read(1, window=window, masked=True)
-            if block.count():
-                return True
-    return False
 
 
 def _require_data(any_valid: bool, target: Path) -> None:
