@@ -62,3 +62,27 @@ class RechunkWarning(XLandcoverWarning):
 
 class InputNotFoundError(XLandcoverError, FileNotFoundError):
     """An input file (raster or model package) does not exist."""
+
+
+class LabelAlignmentError(XLandcoverError, ValueError):
+    """The label raster is not on the image's pixel grid (CRS, transform or shape differ)."""
+
+
+class UnknownClassError(XLandcoverError, ValueError):
+    """Label values (or mask colours) that are not among the declared classes."""
+
+
+class ChipSizeError(XLandcoverError, ValueError):
+    """The chip size or stride cannot be used with this raster."""
+
+
+class NoChipsError(XLandcoverError, ValueError):
+    """No chips are left (for example after the nodata filter)."""
+
+
+class EmptySplitError(XLandcoverError, ValueError):
+    """A train/val/test partition came out empty."""
+
+
+class UnknownArchitectureError(XLandcoverError, ValueError):
+    """An smp architecture, encoder, loss or schedule name that does not exist."""
