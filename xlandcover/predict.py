@@ -31,6 +31,7 @@ from .errors import (
     RechunkWarning,
 )
 from .io import PIXEL_GRID_ATTR
+from .nodata import valid_mask
 from .package import NODATA_LABEL, ModelPackage, PackageMetadata, load_model
 from .runtime import LoadedModel, get_model, resolve_device
 from .windows import AxisGrid, axis_grid, nearest_valid_window
@@ -153,7 +154,7 @@ def predict(
             f"{rows.window}x{cols.window} (an axis is shorter than the window); use tta='flips'"
         )
     data = _fit_chunks(data, rows.halo, cols.halo, allow_rechunk=allow_rechunk)
-    if not isinstance(image.data, da.Array) and not _valid(image.values, nodata).any():
+    if not isinstance(image.data, da.Array) and not valid_mask(image.values, nodata).any():
         raise AllNodataError(
             f"every pixel of the image is nodata (value {nodata} or NaN); check the nodata "
             "value (`img.rio.write_nodata(...)`) or the area you selected"
@@ -321,16 +322,6 @@ def _short(chunks: tuple[int, ...]) -> str:
     return str(chunks) if len(chunks) <= 6 else f"({chunks[0]}, ..., {chunks[-1]}) x{len(chunks)}"
 
 
-def _valid(block: np.ndarray, nodata: float | None) -> np.ndarray:
-    """True where a pixel has data in every band."""
-    valid = np.ones(block.shape[1:], dtype=bool)
-    if block.dtype.kind == "f":
-        valid &= np.isfinite(block).all(axis=0)
-    if nodata is not None and not np.isnan(nodata):
-        valid &= (block != nodata).all(axis=0)
-    return valid
-
-
 def _predict_block(
     block: np.ndarray, *, blob: bytes, plan: _Plan, block_info: dict[Any, Any] | None = None
 ) -> np.ndarray:
@@ -340,7 +331,7 @@ def _predict_block(
     y0, y1, lead_y = _interior(plan.row_chunks, iy, plan.row_halo)
     x0, x1, lead_x = _interior(plan.col_chunks, ix, plan.col_halo)
     ey0, ex0 = y0 - lead_y, x0 - lead_x  # global position of the block's first pixel
-    valid = _valid(block, plan.nodata)
+    valid = valid_mask(block, plan.nodata)
     wy, wx = plan.rows.window, plan.cols.window
     # Windows touching the interior, in the scene's global order, skipping those whose part in
     # the interior has no valid pixel (they could only contribute to nodata pixels).
