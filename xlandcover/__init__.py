@@ -5,21 +5,41 @@ is built or run.
 """
 
 from . import accessor as _accessor  # noqa: F401  (registers DataArray.landcover)
+from .baseline import random_forest_baseline
+from .chips import Chips, sample_chips
 from .errors import XLandcoverError
+from .evaluate import evaluate
 from .io import open_raster
+from .labels import labels_from_colors, open_color_mask
+from .metrics import Report, confusion_matrix
 from .package import ClassInfo, ModelPackage, load_model, save_model
 from .predict import predict
+from .splits import Splits, spatial_split
+from .train import TrainConfig, TrainResult, train
 from .write import to_cog, to_zarr
 
 __all__ = [
+    "Chips",
     "ClassInfo",
     "ModelPackage",
+    "Report",
+    "Splits",
+    "TrainConfig",
+    "TrainResult",
     "XLandcoverError",
+    "confusion_matrix",
+    "evaluate",
+    "labels_from_colors",
     "load_model",
+    "open_color_mask",
     "open_raster",
     "predict",
+    "random_forest_baseline",
+    "sample_chips",
     "save_model",
+    "spatial_split",
     "to_cog",
     "to_zarr",
+    "train",
 ]
 __version__ = "0.1.0"

@@ -48,12 +48,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     pred.add_argument("--pixel-grid", action="store_true", help="accept rasters without CRS")
     pred.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
+    tr = sub.add_parser("train", help="train a model from a TOML configuration")
+    tr.add_argument("config", type=Path, help="run configuration (see examples/configs)")
+    tr.add_argument("--out", type=Path, help="output folder (default: the config's)")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    tr.add_argument("--epochs", type=int, help="override the configured epochs")
+    tr.add_argument("--max-minutes", type=float, help="stop after this long (best kept)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    ev = sub.add_parser("evaluate", help="score a model on a held-out partition")
+    ev.add_argument("config", type=Path, help="the run configuration the model was trained by")
+    ev.add_argument("--model", required=True, type=Path, help="model package (.xlc)")
+    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--out", type=Path, help="folder for report.json and plots")
+    ev.add_argument("--baseline", action="store_true", help="also a random-forest baseline")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "demo": _demo,
+        "predict": _predict,
+        "train": _train,
+        "evaluate": _evaluate,
+    }
     try:
-        if args.command == "demo":
-            return _demo(args)
-        return _predict(args)
+        return commands[args.command](args)
     except (XLandcoverError, OSError) as err:
         log.error("error: %s", err)
         return 1
@@ -157,3 +177,94 @@ def _print_areas(cog: Path) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import train
+
+    cfg = load_config(args.config)
+    chips = cfg.chips()
+    splits = cfg.splits(chips)
+    log.info("%s\n%s", chips, splits.summary().to_string())
+    settings = {}
+    if args.epochs is not None:
+        settings["epochs"] = args.epochs
+    if args.max_minutes is not None:
+        settings["max_minutes"] = args.max_minutes
+    out = args.out or cfg.out_dir
+    result = train(
+        splits,
+        out_dir=out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        config=cfg.train_config(),
+        description=cfg.raw.get("output", {}).get("description", ""),
+        extra={"config": cfg.path.name, "split": splits.assignment.to_dict("list")},
+        **settings,
+    )
+    log.info("%s", result.history.to_string(index=False))
+    log.info(
+        "best epoch %d: validation mIoU %.3f -> %s",
+        result.best_epoch,
+        result.best_miou,
+        result.path,
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .config import load_config
+    from .evaluate import evaluate
+
+    cfg = load_config(args.config)
+    splits = cfg.splits()
+    part = getattr(splits, args.split)
+    out = args.out or args.model.parent / f"eval-{args.split}"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    report = evaluate(args.model, split=part, device=args.device)
+    log.info("U-Net on %s (%d chips, %.0f s):\n%s", args.split, len(part),
+             time.monotonic() - t0, report)  # fmt: skip
+    report.to_json(out / "report.json")
+    _save_plots(report, out, "")
+    if args.baseline:
+        from .baseline import random_forest_baseline
+
+        t0 = time.monotonic()
+        base = random_forest_baseline(splits, partition=args.split, seed=0)
+        log.info("Random forest, per pixel (%d training px, %d scored px, %.0f s):\n%s",
+                 base.n_train_pixels, base.n_scored_pixels, time.monotonic() - t0,
+                 base.report)  # fmt: skip
+        base.report.to_json(out / "baseline-report.json")
+        _save_plots(base.report, out, "baseline-")
+        table = report.table()[["iou"]].rename(columns={"iou": "model IoU"})
+        table["random forest IoU"] = base.report.iou
+        table.loc["macro mIoU"] = [report.miou, base.report.miou]
+        log.info("%s", table.to_string(float_format=lambda v: f"{v:.3f}"))
+        (out / "comparison.json").write_text(
+            json.dumps(
+                {"model": report.summary(), "random_forest": base.report.summary()}, indent=1
+            )
+        )
+    log.info("reports and plots in %s", out)
+    return 0
+
+
+def _save_plots(report: object, out: Path, prefix: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics import Report
+
+    assert isinstance(report, Report)
+    for name, draw in (("confusion", report.plot_confusion), ("per-class", report.plot_per_class)):
+        fig, ax = plt.subplots(figsize=(6, 5))
+        draw(ax=ax)
+        fig.tight_layout()
+        fig.savefig(out / f"{prefix}{name}.png", dpi=100)
+        plt.close(fig)

@@ -97,6 +97,11 @@ def _open_one(path: Path, *, chunks: int | None, pixel_grid: bool) -> xr.DataArr
                 "pixel units"
             )
         da.attrs[PIXEL_GRID_ATTR] = 1
+        # the lazy reads reopen the file in Dask tasks, each warning "no geotransform": the
+        # caller asked for the pixel grid, so the warning says nothing new
+        import rasterio
+
+        warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     return da
 
 

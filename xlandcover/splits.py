@@ -113,8 +113,9 @@ def spatial_split(
         wanted = fr[s] > 0 if assign is None else (name == "train" or name in assign)
         if wanted and len(part) == 0:
             raise EmptySplitError(
-                f"the {name} partition lost all its chips to the buffer of {buffer} around "
-                "the other partitions; use a smaller buffer or larger blocks"
+                f"the {name} partition lost all its chips: they overlap or lie within the "
+                f"buffer ({buffer}) of chips of the other partitions. Use a smaller buffer or "
+                "larger blocks, or check for rasters covering the same place"
             )
         parts.append(part)
     assignment = pd.DataFrame({"block": keys, "split": [SPLITS[s] for s in split_of_block]}).astype(

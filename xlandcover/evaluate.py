@@ -1,0 +1,155 @@
+"""Scoring a model package against reference labels, out of core.
+
+:func:`evaluate` predicts with the seamless predictor (so the score is that of the maps users
+get, not of isolated chips), masks the pixels to score, and sums a confusion matrix chunk by
+chunk (:func:`xlandcover.metrics.confusion_matrix`). With ``split=`` it scores only the pixels
+covered by that partition's chips, predicting each source's bounding box of them plus a margin
+of context; each pixel counts once, however many chips cover it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .chips import Chips, ChipSource, _source
+from .metrics import Report, confusion_matrix
+from .package import NODATA_LABEL, ModelPackage, load_model
+from .predict import predict
+
+#: Label value for "do not score" in the masked truth (class ids are 0..254).
+SKIP = NODATA_LABEL
+
+
+@dataclass(frozen=True)
+class Region:
+    """A window of one source to score: pixel box and the chip rectangles inside it."""
+
+    source: ChipSource
+    rows: slice
+    cols: slice
+    rects: np.ndarray | None  # (n, 2) chip top-lefts relative to the window; None = all
+    size: int
+    unlabelled: tuple[int, ...]
+
+
+def evaluate(
+    model: ModelPackage | str | os.PathLike[str],
+    image: xr.DataArray | None = None,
+    labels: xr.DataArray | None = None,
+    *,
+    split: Chips | None = None,
+    window: int | None = None,
+    overlap: int | float | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    ignore_index: int | None = None,
+) -> Report:
+    """Per-class IoU, precision, recall, F1, mIoU, accuracy and kappa of ``model``.
+
+    Parameters
+    ----------
+    model
+        A model package or its path.
+    image, labels
+        A scene and its class-id raster on the same grid. Without ``split``, every labelled
+        pixel is scored.
+    split
+        A partition from :func:`~xlandcover.spatial_split` (e.g. ``splits.test``): only the
+        pixels its chips cover are scored. Its own images are used when ``image`` is None.
+    ignore_index
+        A label value to skip, besides the label raster's nodata.
+    """
+    package = model if isinstance(model, ModelPackage) else load_model(model)
+    meta = package.metadata
+    regions = list(_regions(image, labels, split, ignore_index))
+    total = None
+    for region in regions:
+        img = region.source.image[:, region.rows, region.cols]
+        lab = region.source.labels[region.rows, region.cols]
+        pred = predict(
+            img, package, window=window, overlap=overlap, batch_size=batch_size, device=device
+        ).data
+        truth = _masked_truth(lab.data, pred.chunks, region)
+        cm = confusion_matrix(pred, truth, meta.class_ids, ignore_index=SKIP)
+        total = cm if total is None else total + cm
+    assert total is not None
+    (matrix,) = dask.compute(total)
+    return Report.from_confusion(
+        np.asarray(matrix),
+        meta.class_ids,
+        class_names=meta.class_names,
+        class_colors=[c.color for c in meta.classes],
+    )
+
+
+def regions_of(chips: Chips, margin: int) -> Iterator[Region]:
+    """Per source holding chips: their bounding box grown by ``margin`` px (clipped)."""
+    t = chips.table
+    for s in sorted(set(t["source"].tolist())):
+        src = chips.sources[s]
+        rows_, cols_ = (t.loc[t["source"] == s, k].to_numpy() for k in ("row", "col"))
+        h, w = src.labels.shape
+        r0, c0 = max(int(rows_.min()) - margin, 0), max(int(cols_.min()) - margin, 0)
+        r1 = min(int(rows_.max()) + chips.size + margin, h)
+        c1 = min(int(cols_.max()) + chips.size + margin, w)
+        rects = np.stack([rows_ - r0, cols_ - c0], axis=1)
+        yield Region(src, slice(r0, r1), slice(c0, c1), rects, chips.size, chips.unlabelled)
+
+
+def _regions(
+    image: xr.DataArray | None,
+    labels: xr.DataArray | None,
+    split: Chips | None,
+    ignore_index: int | None,
+) -> Iterator[Region]:
+    extra = () if ignore_index is None else (int(ignore_index),)
+    if split is not None and image is None:
+        for r in regions_of(split, margin=split.size):
+            yield Region(r.source, r.rows, r.cols, r.rects, r.size, r.unlabelled + extra)
+        return
+    if image is None or labels is None:
+        raise ValueError("evaluate() needs image and labels, or split=")
+    src = _source(0, image, labels, "0")
+    unlabelled = extra + (() if src.labels.rio.nodata is None else (int(src.labels.rio.nodata),))
+    if split is None:
+        h, w = src.labels.shape
+        yield Region(src, slice(0, h), slice(0, w), None, 0, unlabelled)
+        return
+    if len(split.sources) != 1 or split.sources[0].image.shape != image.shape:
+        raise ValueError(
+            "split= refers to other images than `image`; pass split= alone to score the "
+            "partition on its own images"
+        )
+    for r in regions_of(split, margin=split.size):
+        yield Region(src, r.rows, r.cols, r.rects, r.size, unlabelled + r.unlabelled)
+
+
+def _masked_truth(labels: object, chunks: tuple[tuple[int, ...], ...], region: Region) -> da.Array:
+    """Labels with :data:`SKIP` outside the chips and where unlabelled."""
+    truth = da.asarray(labels).rechunk(chunks)
+    unlabelled = np.asarray(region.unlabelled, dtype=np.int64)
+
+    def mask(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        out = block.astype(np.int64)
+        skip = np.isin(out, unlabelled)
+        if region.rects is not None:
+            assert block_info is not None
+            (r0, r1), (c0, c1) = block_info[0]["array-location"]
+            covered = np.zeros(block.shape, dtype=bool)
+            for r, c in region.rects:
+                ra, rb = max(r - r0, 0), min(r + region.size - r0, r1 - r0)
+                ca, cb = max(c - c0, 0), min(c + region.size - c0, c1 - c0)
+                if ra < rb and ca < cb:
+                    covered[ra:rb, ca:cb] = True
+            skip |= ~covered
+        out[skip] = SKIP
+        return out
+
+    return truth.map_blocks(mask, dtype=np.int64)
