@@ -129,7 +129,7 @@ def test_overlapping_sources_in_one_crs_are_kept_apart():
 
 def test_errors_name_the_empty_partition_and_why():
     chips = grid_chips(64, 64, n_sources=2)
-    with pytest.raises(EmptySplitError, match="the test partition got no block: 2 block"):
+    with pytest.raises(EmptySplitError, match="the train partition got no block: 2 block"):
         xlc.spatial_split(chips, by="group")
     with pytest.raises(EmptySplitError, match="'nope' given for test"):
         xlc.spatial_split(chips, by="group", assign={"test": ["nope"]})
