@@ -8,7 +8,7 @@ from . import accessor as _accessor  # noqa: F401  (registers DataArray.landcove
 from .baseline import random_forest_baseline
 from .chips import Chips, sample_chips
 from .errors import XLandcoverError
-from .evaluate import evaluate
+from .evaluate import evaluate, score_map
 from .io import open_raster
 from .labels import labels_from_colors, open_color_mask
 from .metrics import Report, confusion_matrix
@@ -37,6 +37,7 @@ __all__ = [
     "random_forest_baseline",
     "sample_chips",
     "save_model",
+    "score_map",
     "spatial_split",
     "to_cog",
     "to_zarr",

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -21,15 +22,41 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("xlandcover")
 
-DEMO_IMAGE = "zion-landsat8-demo.tif"
-DEMO_MODEL = "demo-zion.xlc"
+
+@dataclass(frozen=True)
+class Demo:
+    image: str
+    labels: str
+    model: str
+    pixel_grid: bool
+    what: str
+
+
+#: Embedded scenes (see xlandcover/data/README.md); the models never saw them in training.
+DEMOS = {
+    "dubai": Demo(
+        "dubai-tile7-part004.jpg",
+        "dubai-tile7-part004-labels.tif",
+        "demo-dubai.xlc",
+        True,
+        "aerial RGB over Dubai, held-out tile 7",
+    ),
+    "zion": Demo(
+        "zion-landsat8-demo.tif",
+        "zion-landsat8-nlcd-demo.tif",
+        "demo-zion.xlc",
+        False,
+        "Landsat 8 over Zion, Utah",
+    ),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xlandcover", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="map the embedded Landsat 8 scene with the demo model")
+    demo = sub.add_parser("demo", help="map an embedded scene with its demo model")
+    demo.add_argument("--scene", choices=sorted(DEMOS), default="dubai", help="which scene")
     demo.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     demo.add_argument("--chunk", type=int, default=512, help="chunk size in pixels")
 
@@ -81,20 +108,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from . import load_model, open_raster
+    from .evaluate import score_map
 
+    demo = DEMOS[args.scene]
     data = resources.files("xlandcover") / "data"
     with (
-        resources.as_file(data / DEMO_IMAGE) as image_path,
-        resources.as_file(data / DEMO_MODEL) as model_path,
+        resources.as_file(data / demo.image) as image_path,
+        resources.as_file(data / demo.labels) as labels_path,
+        resources.as_file(data / demo.model) as model_path,
     ):
-        img = open_raster(image_path, chunks=args.chunk)
         model = load_model(model_path)
+        img = open_raster(
+            image_path, chunks=args.chunk, bands=model.bands, pixel_grid=demo.pixel_grid
+        )
         log.info(
-            "Demo: %s (%d x %d px, %s) with %s",
-            DEMO_IMAGE,
+            "Demo: %s (%s, %d x %d px, %s) with %s",
+            demo.image,
+            demo.what,
             img.sizes["x"],
             img.sizes["y"],
-            img.rio.crs,
+            img.rio.crs or "no CRS: pixel grid",
             model.metadata.description,
         )
         labels = img.landcover.predict(model)
@@ -103,6 +136,11 @@ def _demo(args: argparse.Namespace) -> int:
         _run(lambda: labels.landcover.to_cog(cog, overwrite=True), labels)
         log.info("Wrote %s (Cloud-Optimized GeoTIFF with colour table and class names)", cog)
         _print_areas(cog)
+        reference = open_raster(labels_path, chunks=args.chunk, pixel_grid=demo.pixel_grid)
+        mapped = open_raster(cog, chunks=args.chunk, pixel_grid=demo.pixel_grid)
+        # score the map just written against the reference labels (no second prediction)
+        report = score_map(mapped, reference, model)
+        log.info("\nThe map against the reference labels of this scene:\n%s", report)
     return 0
 
 
@@ -173,10 +211,6 @@ def _print_areas(cog: Path) -> None:
         print(f"{name:<14}{counts[cid]:>10}{km2:>10.2f}{counts[cid] / max(total, 1):>8.1%}")
     if counts[255]:
         print(f"{'nodata':<14}{counts[255]:>10}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -268,3 +302,7 @@ def _save_plots(report: object, out: Path, prefix: str) -> None:
         fig.tight_layout()
         fig.savefig(out / f"{prefix}{name}.png", dpi=100)
         plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from .chips import Chips, ChipSource, _source
+from .labels import as_label_raster
 from .metrics import Report, confusion_matrix
 from .package import NODATA_LABEL, ModelPackage, load_model
 from .predict import predict
@@ -80,7 +81,34 @@ def evaluate(
         cm = confusion_matrix(pred, truth, meta.class_ids, ignore_index=SKIP)
         total = cm if total is None else total + cm
     assert total is not None
-    (matrix,) = dask.compute(total)
+    return _report(total, package)
+
+
+def score_map(
+    mapped: xr.DataArray, reference: xr.DataArray, model: ModelPackage | str | os.PathLike[str]
+) -> Report:
+    """Scores of an already predicted label map (e.g. a written COG) against reference labels.
+
+    Both are single-band class-id rasters on one grid; the reference's nodata and the map's
+    255 are skipped. No prediction runs.
+    """
+    package = model if isinstance(model, ModelPackage) else load_model(model)
+    meta = package.metadata
+    truth = as_label_raster(reference)
+    pred = as_label_raster(mapped)
+    unlabelled = () if truth.rio.nodata is None else (int(truth.rio.nodata),)
+    h, w = truth.shape
+    region = Region(_source(0, pred.expand_dims("band"), truth, "0"), slice(0, h), slice(0, w),
+                    None, 0, unlabelled)  # fmt: skip
+    pred_data = da.asarray(pred.data)
+    masked = _masked_truth(truth.data, pred_data.chunks, region)
+    cm = confusion_matrix(pred_data, masked, meta.class_ids, ignore_index=SKIP)
+    return _report(cm, package)
+
+
+def _report(cm: object, package: ModelPackage) -> Report:
+    (matrix,) = dask.compute(cm)
+    meta = package.metadata
     return Report.from_confusion(
         np.asarray(matrix),
         meta.class_ids,
