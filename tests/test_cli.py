@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -63,9 +64,10 @@ def test_cli_reports_errors_plainly(tmp_path, landsat_model, caplog):
     assert rc == 1 and "unknown device 'tpu'" in caplog.text
 
 
-def test_demo_makes_a_map_of_the_embedded_scene(tmp_path):
+@pytest.mark.parametrize("scene", ["dubai", "zion"])
+def test_demo_makes_a_map_of_each_embedded_scene(tmp_path, scene):
     out = subprocess.run(
-        [sys.executable, "-m", "xlandcover.cli", "demo", "--out", str(tmp_path)],
+        [sys.executable, "-m", "xlandcover.cli", "demo", "--scene", scene, "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,
@@ -73,9 +75,16 @@ def test_demo_makes_a_map_of_the_embedded_scene(tmp_path):
     cog = tmp_path / "landcover.tif"
     assert cog_validate(cog)[0]
     with rasterio.open(cog) as src:
-        assert src.crs.to_epsg() == 32612
-        assert src.tags(1)["CLASS_4"] == "forest"
+        if scene == "zion":
+            assert src.crs.to_epsg() == 32612 and src.tags(1)["CLASS_4"] == "forest"
+        else:
+            assert src.crs is None and src.tags(1)["CLASS_1"] == "building"
         assert len(src.colormap(1)) == 256
         labels = src.read(1)
-    assert np.isin(labels, [*range(1, 9), 255]).all()
-    assert "forest" in out.stdout and "km2" in out.stdout
+    n = 8 if scene == "zion" else 5
+    assert np.isin(labels, [*range(1, n + 1), 255]).all() and len(np.unique(labels)) >= 4
+    assert "km2" in out.stdout
+    # the demo scores its map against the scene's reference labels; the Dubai model was
+    # scored at mIoU 0.53 on its held-out tile, so a broken model or pipeline shows here
+    miou = float(re.search(r"mIoU \(macro\)\s+([0-9.]+)", out.stderr).group(1))
+    assert miou > (0.45 if scene == "dubai" else 0.25)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -155,3 +156,37 @@ def test_geometric_augmentations_move_image_and_mask_together():
     full = Augment(AugmentConfig(channel_dropout=0.5, cutout=0.5, blur=0.5), n_bands=2)
     _, m = full(image, mask)
     assert set(m.unique().tolist()) <= {0, 1, 2, 3}  # intensity changes never touch labels
+
+
+@pytest.mark.parametrize(
+    ("arch", "kwargs"),
+    [
+        ("UnetPlusPlus", {"decoder_channels": (16, 8, 8, 8, 8)}),
+        ("DeepLabV3Plus", {"decoder_channels": 16, "encoder_output_stride": 16}),
+        ("Segformer", {"decoder_segmentation_channels": 16}),
+    ],
+)
+def test_other_architectures_by_name(splits, tmp_path, arch, kwargs):
+    r = run(splits, tmp_path, arch, epochs=1, steps_per_epoch=1, arch=arch, arch_kwargs=kwargs)
+    assert r.model.metadata.architecture.lower() == arch.lower()
+    labels = xlc.predict(splits.test.sources[0].image[:, :64, :64], r.model).values
+    assert set(np.unique(labels)) <= {1, 2}
+
+
+def test_local_encoder_weights_are_loaded(splits, tmp_path):
+    from safetensors.torch import save_file
+
+    from xlandcover.train import TrainConfig, _build_model
+
+    cfg = TrainConfig(**{k: v for k, v in TINY.items() if k != "progress"})
+    donor = _build_model(cfg, 3, 2)
+    weights = tmp_path / "encoder.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.encoder.state_dict().items()}, weights)
+    import torch
+
+    torch.manual_seed(123)  # a different initialisation than the donor's
+    loaded = _build_model(replace(cfg, encoder_weights=str(weights)), 3, 2)
+    for (name, a), b in zip(
+        donor.encoder.state_dict().items(), loaded.encoder.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name

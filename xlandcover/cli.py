@@ -207,8 +207,9 @@ def _print_areas(cog: Path) -> None:
     total = counts[list(names)].sum()
     print(f"\n{'class':<14}{'pixels':>10}{'km2':>10}{'share':>8}")
     for cid, name in names.items():
-        km2 = counts[cid] * pixel_m2 / 1e6 if linear in ("metre", "meter") else float("nan")
-        print(f"{name:<14}{counts[cid]:>10}{km2:>10.2f}{counts[cid] / max(total, 1):>8.1%}")
+        metric = linear in ("metre", "meter")
+        km2 = f"{counts[cid] * pixel_m2 / 1e6:.2f}" if metric else "-"
+        print(f"{name:<14}{counts[cid]:>10}{km2:>10}{counts[cid] / max(total, 1):>8.1%}")
     if counts[255]:
         print(f"{'nodata':<14}{counts[255]:>10}")
 
