@@ -147,6 +147,8 @@ class ModelPackage:
     """A loaded model package: metadata plus the package's bytes (weights inside).
 
     The bytes travel to Dask workers once; ``sha256`` names the package in per-process caches.
+    It is a digest of the weights and the metadata, not of the file's bytes (safetensors may
+    order header keys differently from one save to the next), so equal models share it.
     Build the torch module with :meth:`build_module`.
     """
 
@@ -327,13 +329,17 @@ def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage
             "with xlandcover.save_model()"
         )
     meta = PackageMetadata.from_json(meta_header[_META_KEY])
-    if _weights_digest(state) != meta_header.get("weights_sha256"):
+    weights_digest = _weights_digest(state)
+    if weights_digest != meta_header.get("weights_sha256"):
         raise ModelPackageError(
             f"the weights in {where} do not match their recorded digest: the file is "
             "corrupt; copy it again or re-save it"
         )
     return ModelPackage(
-        metadata=meta, blob=blob, sha256=hashlib.sha256(blob).hexdigest(), path=path
+        metadata=meta,
+        blob=blob,
+        sha256=hashlib.sha256((weights_digest + meta.to_json()).encode()).hexdigest(),
+        path=path,
     )
 
 
