@@ -190,3 +190,8 @@ def test_local_encoder_weights_are_loaded(splits, tmp_path):
         donor.encoder.state_dict().items(), loaded.encoder.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b), name
+
+
+def test_mixed_precision_path_runs_on_cpu_with_bfloat16(splits, tmp_path):
+    r = run(splits, tmp_path, "amp", epochs=1, amp="on")
+    assert np.isfinite(r.history["train_loss"]).all() and np.isfinite(r.best_miou)

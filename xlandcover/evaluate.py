@@ -51,6 +51,7 @@ def evaluate(
     batch_size: int | None = None,
     device: str = "auto",
     ignore_index: int | None = None,
+    tta: bool | str = False,
 ) -> Report:
     """Per-class IoU, precision, recall, F1, mIoU, accuracy and kappa of ``model``.
 
@@ -66,6 +67,8 @@ def evaluate(
         pixels its chips cover are scored. Its own images are used when ``image`` is None.
     ignore_index
         A label value to skip, besides the label raster's nodata.
+    tta
+        Test-time augmentation passed to :func:`~xlandcover.predict` (``"flips"``, ``"d4"``).
     """
     package = model if isinstance(model, ModelPackage) else load_model(model)
     meta = package.metadata
@@ -75,7 +78,13 @@ def evaluate(
         img = region.source.image[:, region.rows, region.cols]
         lab = region.source.labels[region.rows, region.cols]
         pred = predict(
-            img, package, window=window, overlap=overlap, batch_size=batch_size, device=device
+            img,
+            package,
+            window=window,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            tta=tta,
         ).data
         truth = _masked_truth(lab.data, pred.chunks, region)
         cm = confusion_matrix(pred, truth, meta.class_ids, ignore_index=SKIP)
