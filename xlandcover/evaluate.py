@@ -22,7 +22,7 @@ from .chips import Chips, ChipSource, _source
 from .labels import as_label_raster
 from .metrics import Report, confusion_matrix
 from .package import NODATA_LABEL, ModelPackage, load_model
-from .predict import predict
+from .predict import TTA, predict
 
 #: Label value for "do not score" in the masked truth (class ids are 0..254).
 SKIP = NODATA_LABEL
@@ -51,7 +51,7 @@ def evaluate(
     batch_size: int | None = None,
     device: str = "auto",
     ignore_index: int | None = None,
-    tta: bool | str = False,
+    tta: bool | TTA = False,
 ) -> Report:
     """Per-class IoU, precision, recall, F1, mIoU, accuracy and kappa of ``model``.
 
