@@ -10,6 +10,9 @@ import xarray as xr
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pandas as pd
+    from matplotlib.axes import Axes
+
     from .package import ModelPackage
 
 
@@ -38,3 +41,21 @@ class LandcoverAccessor:
         from .write import to_cog
 
         return to_cog(self._obj, path, overwrite=overwrite)
+
+    def area(self, **kwargs: Any) -> pd.DataFrame:
+        """Pixels, hectares, km2 and share per class; see :func:`xlandcover.stats.class_areas`."""
+        from .stats import class_areas
+
+        return class_areas(self._obj, **kwargs)
+
+    def plot(self, **kwargs: Any) -> Axes:
+        """Class map in its colours with a legend; see :func:`xlandcover.plot.plot_labels`."""
+        from .plot import plot_labels
+
+        return plot_labels(self._obj, **kwargs)
+
+    def plot_rgb(self, **kwargs: Any) -> Axes:
+        """Percentile-stretched RGB of an image; see :func:`xlandcover.plot.plot_rgb`."""
+        from .plot import plot_rgb
+
+        return plot_rgb(self._obj, **kwargs)

@@ -13,8 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .errors import XLandcoverError
 
 if TYPE_CHECKING:
@@ -135,9 +133,12 @@ def _demo(args: argparse.Namespace) -> int:
         cog = args.out / "landcover.tif"
         _run(lambda: labels.landcover.to_cog(cog, overwrite=True), labels)
         log.info("Wrote %s (Cloud-Optimized GeoTIFF with colour table and class names)", cog)
-        _print_areas(cog)
-        reference = open_raster(labels_path, chunks=args.chunk, pixel_grid=demo.pixel_grid)
         mapped = open_raster(cog, chunks=args.chunk, pixel_grid=demo.pixel_grid)
+        png = args.out / "landcover.png"
+        _preview(img, mapped, model, png)
+        log.info("Wrote %s (preview with legend)", png)
+        _print_areas(mapped)
+        reference = open_raster(labels_path, chunks=args.chunk, pixel_grid=demo.pixel_grid)
         # score the map just written against the reference labels (no second prediction)
         report = score_map(mapped, reference, model)
         log.info("\nThe map against the reference labels of this scene:\n%s", report)
@@ -193,25 +194,38 @@ def _run(job: Callable[[], object], labels: xr.DataArray) -> None:
     log.info("%.2f Mpx in %.1f s (%.2f Mpx/s)", mpx, seconds, mpx / seconds)
 
 
-def _print_areas(cog: Path) -> None:
-    """Per-class area of a label COG, read window by window."""
-    import rasterio
+def _print_areas(labels: xr.DataArray) -> None:
+    """Per-class area of a written label map, read chunk by chunk."""
+    import pandas as pd
 
-    with rasterio.open(cog) as src:
-        counts = np.zeros(256, dtype=np.int64)
-        for _, window in src.block_windows(1):
-            counts += np.bincount(src.read(1, window=window).ravel(), minlength=256)
-        names = {int(k[6:]): v for k, v in src.tags(1).items() if k.startswith("CLASS_")}
-        pixel_m2 = abs(src.transform.a * src.transform.e)
-        linear = src.crs.linear_units if src.crs else "pixel"
-    total = counts[list(names)].sum()
-    print(f"\n{'class':<14}{'pixels':>10}{'km2':>10}{'share':>8}")
-    for cid, name in names.items():
-        metric = linear in ("metre", "meter")
-        km2 = f"{counts[cid] * pixel_m2 / 1e6:.2f}" if metric else "-"
-        print(f"{name:<14}{counts[cid]:>10}{km2:>10}{counts[cid] / max(total, 1):>8.1%}")
-    if counts[255]:
-        print(f"{'nodata':<14}{counts[255]:>10}")
+    from .stats import class_areas
+
+    table = class_areas(labels)
+    shown = table.drop(columns="id")
+    shown["share"] = shown["share"].map("{:.1%}".format)
+    with pd.option_context("display.float_format", "{:,.2f}".format):
+        print("\n" + shown.to_string() + "\n")
+    if "km2" not in table:
+        print("(no CRS: areas in pixels only)\n")
+
+
+def _preview(image: xr.DataArray, labels: xr.DataArray, model: object, path: Path) -> None:
+    """RGB and class map side by side, with a legend, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .package import ModelPackage
+    from .plot import plot_labels, plot_rgb
+
+    assert isinstance(model, ModelPackage)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6))
+    plot_rgb(image, ax=left, title="image")
+    plot_labels(labels[0], classes=model.classes, ax=right, title="land cover")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -220,3 +220,37 @@ def _pack_array(block: np.ndarray) -> np.ndarray:
 
 def _unpack(v: int) -> RGB:
     return (v >> 16) & 255, (v >> 8) & 255, v & 255
+
+
+def classes_from_attrs(attrs: Mapping[str, object]) -> list[tuple[int, str, str | None]]:
+    """``(id, name, colour)`` per class from a label map's attributes.
+
+    Works on maps from ``predict`` (lists) and on maps read back from the GeoTIFF/Zarr files
+    xlandcover writes (the same values stored as text); empty when the map has no classes.
+    """
+    import ast
+
+    def parse(value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                return value
+        return value
+
+    ids = parse(attrs.get("class_ids", []))
+    names = parse(attrs.get("class_names", []))
+    colors = parse(attrs.get("class_colors", []))
+    if not isinstance(ids, list | tuple | np.ndarray):
+        return []
+    id_list = [int(i) for i in ids]
+    if isinstance(names, dict):
+        name_list = [str(names.get(str(i), names.get(i, i))) for i in id_list]
+    elif isinstance(names, list | tuple | np.ndarray) and len(names) == len(id_list):
+        name_list = [str(n) for n in names]
+    else:
+        name_list = [str(i) for i in id_list]
+    color_list: list[str | None] = [None] * len(id_list)
+    if isinstance(colors, list | tuple | np.ndarray) and len(colors) == len(id_list):
+        color_list = [str(c) for c in colors]
+    return list(zip(id_list, name_list, color_list, strict=True))
