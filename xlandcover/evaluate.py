@@ -180,7 +180,14 @@ def _masked_truth(labels: object, chunks: tuple[tuple[int, ...], ...], region: R
             assert block_info is not None
             (r0, r1), (c0, c1) = block_info[0]["array-location"]
             covered = np.zeros(block.shape, dtype=bool)
-            for r, c in region.rects:
+            rects = region.rects
+            near = (
+                (rects[:, 0] < r1)
+                & (rects[:, 0] + region.size > r0)
+                & (rects[:, 1] < c1)
+                & (rects[:, 1] + region.size > c0)
+            )
+            for r, c in rects[near]:
                 ra, rb = max(r - r0, 0), min(r + region.size - r0, r1 - r0)
                 ca, cb = max(c - c0, 0), min(c + region.size - c0, c1 - c0)
                 if ra < rb and ca < cb:
