@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -152,8 +153,31 @@ def _staging(target: Path) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
+    except BaseException:
+        _remove_when_quiet(tmp)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_when_quiet(tmp: Path, quiet: float = 0.5, limit: float = 30.0) -> None:
+    """Remove ``tmp`` after a failed write, again and again until nothing recreates it.
+
+    When one chunk fails, Dask's threaded scheduler raises at once, but chunk writes already
+    running in other threads finish afterwards, and the Zarr store recreates the folders they
+    write into. Wait until the folder has stayed absent for ``quiet`` seconds.
+    """
+    deadline = time.monotonic() + limit
+    absent_since = None
+    while time.monotonic() < deadline:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            absent_since = None
+        elif absent_since is None:
+            absent_since = time.monotonic()
+        elif time.monotonic() - absent_since >= quiet:
+            return
+        time.sleep(0.05)
 
 
 def _publish(src: Path, target: Path) -> None:
