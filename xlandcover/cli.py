@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pred.add_argument("--model", required=True, type=Path, help="model package (.xlc)")
     pred.add_argument("--out", type=Path, help="output Zarr store")
     pred.add_argument("--cog", type=Path, help="output Cloud-Optimized GeoTIFF")
-    pred.add_argument("--chunk", type=int, default=2048, help="chunk size in pixels")
+    pred.add_argument("--chunk", type=int, default=2048, help="processing chunk size in pixels")
     pred.add_argument("--window", type=int, help="window size (default: the package's)")
     pred.add_argument("--overlap", type=float, help="overlap, pixels or a fraction < 1")
     pred.add_argument("--batch-size", type=int, help="windows per forward pass")
@@ -72,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     pred.add_argument("--tta", action="store_true", help="average the four flips")
     pred.add_argument("--pixel-grid", action="store_true", help="accept rasters without CRS")
     pred.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    pred.add_argument(
+        "--scheduler",
+        default="local",
+        help="'local' (a cluster sized to this machine), 'inprocess', or tcp://host:port",
+    )
+    pred.add_argument("--workers", type=int, help="workers of the local cluster")
+    pred.add_argument("--resume", action="store_true", help="finish an interrupted --out job")
 
     tr = sub.add_parser("train", help="train a model from a TOML configuration")
     tr.add_argument("config", type=Path, help="run configuration (see examples/configs)")
@@ -148,7 +155,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import xarray as xr
 
-    from . import load_model, open_raster, to_cog, to_zarr
+    from . import load_model, open_raster, to_cog
 
     if args.out is None and args.cog is None:
         log.error("error: give an output: --out OUT.zarr and/or --cog OUT.tif")
@@ -163,6 +170,7 @@ def _predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         tta=args.tta,
+        chunks=args.chunk,
     )
     log.info(
         "Predicting %d x %d px in %d chunks (window %s, device %s)",
@@ -173,8 +181,16 @@ def _predict(args: argparse.Namespace) -> int:
         args.device,
     )
     if args.out is not None:
-        _run(partial(to_zarr, labels, args.out, overwrite=args.overwrite), labels)
-        log.info("Wrote %s", args.out)
+        from .cluster import client_for
+        from .resume import write_zarr_resumable
+
+        with client_for(args.scheduler, n_workers=args.workers) as client:
+            start = time.perf_counter()
+            write_zarr_resumable(
+                labels, args.out, client=client, resume=args.resume, overwrite=args.overwrite
+            )
+            seconds = time.perf_counter() - start
+        log.info("Wrote %s (%.2f Mpx in %.1f s)", args.out, labels.size / 1e6, seconds)
         # the COG is converted from the store rather than predicting a second time
         labels = xr.open_zarr(args.out, decode_coords="all", consolidated=False)["landcover"]
     if args.cog is not None:

@@ -40,18 +40,7 @@ def to_zarr(labels: xr.DataArray, store: PathLike, *, overwrite: bool = False) -
     """
     target = Path(store)
     _check_target(target, overwrite)
-    name = str(labels.name or "landcover")
-    nodata = labels.rio.nodata
-    arr = labels.copy()
-    arr.attrs.pop("_FillValue", None)
-    arr.encoding.pop("_FillValue", None)
-    if nodata is not None:
-        arr.attrs["nodata"] = float(nodata) if np.isnan(nodata) else int(nodata)
-    if "spatial_ref" in arr.coords:
-        arr.attrs["grid_mapping"] = "spatial_ref"  # so open_zarr(decode_coords="all") finds it
-    if isinstance(arr.data, da.Array):
-        arr = arr.chunk(dict(zip(arr.dims, _zarr_compatible(arr.data.chunks), strict=True)))
-    ds = arr.to_dataset(name=name)
+    ds, name, nodata = _zarr_dataset(labels)
     with _staging(target) as tmp:
         write = ds.to_zarr(
             tmp / "store.zarr",
@@ -66,6 +55,24 @@ def to_zarr(labels: xr.DataArray, store: PathLike, *, overwrite: bool = False) -
         _require_data(_any_valid(staged.data, nodata), target)
         _publish(tmp / "store.zarr", target)
     return target
+
+
+def _zarr_dataset(labels: xr.DataArray) -> tuple[xr.Dataset, str, float | None]:
+    """The dataset to store: nodata and grid mapping as attributes, Zarr-compatible chunks."""
+    name = str(labels.name or "landcover")
+    nodata = labels.rio.nodata
+    arr = labels.copy()
+    arr.attrs.pop("_FillValue", None)
+    arr.encoding.pop("_FillValue", None)
+    if nodata is not None:
+        arr.attrs["nodata"] = float(nodata) if np.isnan(nodata) else int(nodata)
+    if "spatial_ref" in arr.coords:
+        arr.attrs["grid_mapping"] = "spatial_ref"  # so open_zarr(decode_coords="all") finds it
+    if isinstance(arr.data, da.Array):
+        arr = arr.chunk(dict(zip(arr.dims, _zarr_compatible(arr.data.chunks), strict=True)))
+    else:
+        arr = arr.chunk()
+    return arr.to_dataset(name=name), name, nodata
 
 
 def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> Path:

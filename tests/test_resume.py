@@ -1,0 +1,116 @@
+"""Batch jobs with real processes: SIGKILL then --resume, a failing chunk, one model per worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, LocalCluster
+
+import xlandcover as xlc
+from xlandcover.cli import main
+from xlandcover.resume import ChunkFailedError, write_zarr_resumable
+
+from .conftest import make_image
+
+FLAG = "XLANDCOVER_TEST_FAIL_FLAG"
+
+
+def _read(store: Path) -> np.ndarray:
+    return xr.open_zarr(store, consolidated=False)["landcover"].values
+
+
+def test_killed_job_resumes_only_unfinished_chunks_bit_identical(tmp_path, tiny_package, caplog):
+    scene = tmp_path / "scene.tif"
+    make_image(1024, 768, seed=11).rio.to_raster(scene)
+    args = [str(scene), "--model", str(tiny_package.path), "--chunk", "64"]
+    args += ["--scheduler", "inprocess", "--bands", "red,green,blue"]
+    assert main(["predict", *args, "--out", str(tmp_path / "ref.zarr")]) == 0
+
+    out = tmp_path / "out.zarr"
+    job = subprocess.Popen(
+        [sys.executable, "-m", "xlandcover.cli", "predict", *args, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    done = tmp_path / ".out.zarr.partial" / "done"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(done.glob("*")) if done.exists() else []) < 20:
+        time.sleep(0.01)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    finished = len(list(done.glob("*")))
+    total = (1024 // 64) * (768 // 64)
+    assert 20 <= finished < total, "the job must be killed mid-way"
+    assert not out.exists()  # nothing that looks complete
+
+    caplog.set_level(logging.INFO, logger="xlandcover")
+    assert main(["predict", *args, "--out", str(out)]) == 1  # refuses to clobber the job
+    assert "--resume" in caplog.text
+    caplog.clear()
+    assert main(["predict", *args, "--out", str(out), "--resume"]) == 0
+    assert (
+        f"{total - finished} of {total} chunks to compute ({finished} done before)" in caplog.text
+    )
+    np.testing.assert_array_equal(_read(out), _read(tmp_path / "ref.zarr"))
+    assert not (tmp_path / ".out.zarr.partial").exists()
+
+
+def _flaky(labels: xr.DataArray, flag: Path) -> xr.DataArray:
+    def read(block, block_info=None):
+        if block_info[0]["chunk-location"][1:] == (3, 3) and flag.exists():
+            raise OSError("unreadable input chunk")
+        return block
+
+    return labels.copy(data=labels.data.map_blocks(read, dtype=labels.dtype))
+
+
+def test_failing_chunk_is_named_and_finished_chunks_are_kept(tmp_path, tiny_package):
+    flag = tmp_path / "broken"
+    flag.touch()
+    img = make_image(256, 256).chunk({"band": -1, "y": 64, "x": 64})
+    labels = xlc.predict(_flaky(img, flag), tiny_package, chunks=None)  # keep 64 px chunks
+    out = tmp_path / "out.zarr"
+    with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
+        # input chunk (3, 3) is unreadable: it and its neighbours (whose halo reads it) fail
+        bounds = r"chunk \((\d), (\d)\) \(rows (\d+):(\d+), columns (\d+):(\d+)\) failed"
+        with pytest.raises(ChunkFailedError, match=bounds + r": OSError\('unreadable") as err:
+            write_zarr_resumable(labels, out, client=client, progress=False)
+        iy, ix, r0, r1, c0, c1 = map(int, re.search(bounds, str(err.value)).groups())
+        assert (
+            abs(iy - 1) <= 1
+            and abs(ix - 2) <= 1
+            and (r0, r1, c0, c1) == (64 * iy, 64 * iy + 64, 64 * ix, 64 * ix + 64)
+        )
+        kept = {p.name for p in (tmp_path / ".out.zarr.partial" / "done").glob("*")}
+        assert 0 < len(kept) <= 12 and not kept & {"2-2", "2-3", "3-2", "3-3"}
+        flag.unlink()  # the input is readable again: the same job resumes
+        write_zarr_resumable(labels, out, client=client, resume=True, progress=False)
+    np.testing.assert_array_equal(_read(out), xlc.predict(img, tiny_package).values)
+
+
+def test_model_is_built_once_per_worker_process(tmp_path, tiny_package):
+    from xlandcover.runtime import LOAD_COUNTS
+
+    img = make_image(256, 256).chunk({"band": -1, "y": 64, "x": 64})
+    labels = xlc.predict(img, tiny_package, device="cpu")
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        write_zarr_resumable(labels, tmp_path / "out.zarr", client=client, progress=False)
+        counts = client.run(lambda: dict(LOAD_COUNTS))
+    assert len(counts) == 2
+    assert sum(c.get(tiny_package.sha256, 0) for c in counts.values()) == 2
+    assert all(c == {tiny_package.sha256: 1} for c in counts.values() if c)

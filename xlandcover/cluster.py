@@ -1,0 +1,105 @@
+"""Where a batch job runs: an existing Dask cluster, a local one, or Dask-CUDA workers.
+
+``scheduler`` is an existing :class:`distributed.Client`, a scheduler address
+(``tcp://host:8786``), ``"local"`` (a :class:`distributed.LocalCluster` sized to the machine,
+or ``dask_cuda.LocalCUDACluster`` with one worker per GPU when GPUs and dask-cuda are
+present), or ``"inprocess"`` (worker threads in this process: no start-up cost, for small
+jobs and tests). distributed and dask-cuda are imported only here, only when used.
+
+Models reach workers as one graph key holding the package's bytes and are built once per
+worker process (:mod:`xlandcover.runtime`); :class:`TorchThreads` keeps torch's intra-op
+threads to the worker's share of the cores, so workers do not oversubscribe the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+log = logging.getLogger("xlandcover")
+
+
+@contextlib.contextmanager
+def client_for(
+    scheduler: Any = "local",
+    *,
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+) -> Iterator[Any]:
+    """A :class:`distributed.Client` for ``scheduler``; clusters started here stop on exit."""
+    from distributed import Client
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if isinstance(scheduler, str) and "://" in scheduler:
+        with Client(scheduler) as client:
+            log.info("Connected to %s (dashboard: %s)", scheduler, client.dashboard_link)
+            yield client
+        return
+    if scheduler not in ("local", "inprocess"):
+        raise ValueError(
+            f"unknown scheduler {scheduler!r}: use 'local', 'inprocess', an address "
+            "'tcp://host:8786' or a distributed.Client"
+        )
+    cuda = _cuda_cluster() if scheduler == "local" else None
+    if cuda is not None:
+        with cuda as cluster, Client(cluster) as client:
+            log.info("Dask-CUDA cluster, one worker per GPU (dashboard: %s)", client.dashboard_link)
+            yield client
+        return
+    from distributed import LocalCluster
+
+    cores = os.cpu_count() or 1
+    workers = n_workers or 1
+    threads = threads_per_worker or max(1, cores // workers)
+    processes = scheduler == "local"
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            processes=processes,
+            dashboard_address=":0" if processes else None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        if processes:
+            client.register_plugin(TorchThreads(max(1, cores // workers)))
+            log.info(
+                "Local cluster: %d worker(s) x %d thread(s) (dashboard: %s)",
+                workers,
+                threads,
+                client.dashboard_link,
+            )
+        yield client
+
+
+class TorchThreads(WorkerPlugin):
+    """Worker plugin: torch's intra-op threads = this worker's share of the cores."""
+
+    name = "xlandcover-torch-threads"
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def setup(self, worker: Any) -> None:
+        from ._torch import torch
+
+        torch.set_num_threads(self.threads)
+
+
+def _cuda_cluster() -> Any:
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        return None
+    return LocalCUDACluster()

@@ -1,0 +1,156 @@
+"""Resumable Zarr output for long batch jobs: chunk-by-chunk region writes with a record.
+
+``OUT.zarr`` is built in ``.OUT.zarr.partial/`` beside it: ``store.zarr`` (the Zarr v3 store,
+its metadata written first) and ``done/`` (one empty file per finished chunk, created after the
+chunk's data is written). Each output chunk is one Dask task that writes its own region, so
+chunks never share a Zarr chunk and a killed job leaves only whole chunks behind. Rerunning
+with ``resume=True`` checks the job is the same (shape, chunks, graph name, which covers the
+input, model and settings), computes only the chunks without a record, and moves the finished
+store to ``OUT.zarr``. Chunk results do not depend on which other chunks run, so the resumed
+output is bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from .errors import OutputExistsError, XLandcoverError
+from .write import _any_valid, _require_data, _zarr_dataset
+
+log = logging.getLogger("xlandcover")
+
+
+class ChunkFailedError(XLandcoverError, RuntimeError):
+    """One chunk of a batch job failed; finished chunks are kept for ``--resume``."""
+
+
+def write_zarr_resumable(
+    labels: xr.DataArray,
+    store: str | os.PathLike[str],
+    *,
+    client: Any,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write ``labels`` to ``store`` chunk by chunk on ``client``, resumable after a crash."""
+    from distributed import as_completed
+
+    target = Path(store)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
+    partial = target.with_name(f".{target.name}.partial")
+    ds, name, nodata = _zarr_dataset(labels)
+    data = ds[name].data
+    identity = {
+        "name": name,
+        "graph": data.name,
+        "shape": list(data.shape),
+        "chunks": [list(c) for c in data.chunks],
+        "dtype": str(data.dtype),
+    }
+    done_dir = partial / "done"
+    if partial.exists():
+        if not resume:
+            raise OutputExistsError(
+                f"{partial} holds an unfinished job for {target}; rerun with --resume "
+                "(resume=True) to finish it, or delete it to start again"
+            )
+        manifest = json.loads((partial / "manifest.json").read_text())
+        if manifest != identity:
+            raise OutputExistsError(
+                f"the unfinished job in {partial} was for another input, model or setting "
+                "(its graph, shape or chunks differ); delete it to start again"
+            )
+    else:
+        partial.mkdir(parents=True)
+        ds.to_zarr(
+            partial / "store.zarr",
+            mode="w-",
+            zarr_format=3,
+            consolidated=False,
+            compute=False,
+            encoding={name: {"fill_value": None}},
+        )
+        done_dir.mkdir()
+        (partial / "manifest.json").write_text(json.dumps(identity))
+    done = {p.name for p in done_dir.iterdir()}
+    edges = [np.cumsum((0, *c)) for c in data.chunks]
+    todo = [idx for idx in np.ndindex(*data.numblocks) if _key(idx) not in done]
+    log.info(
+        "%d of %d chunks to compute%s",
+        len(todo),
+        int(np.prod(data.numblocks)),
+        f" ({len(done)} done before)" if done else "",
+    )
+    writes = [
+        dask.delayed(_write_chunk)(
+            data.blocks[idx],
+            str(partial / "store.zarr"),
+            name,
+            tuple(slice(int(e[i]), int(e[i + 1])) for e, i in zip(edges, idx, strict=True)),
+            str(done_dir / _key(idx)),
+        )
+        for idx in todo
+    ]
+    futures = client.compute(writes)
+    where = {f.key: idx for f, idx in zip(futures, todo, strict=True)}
+    start = time.perf_counter()
+    for finished, future in enumerate(as_completed(futures)):
+        if future.status == "error":
+            idx = where[future.key]
+            bounds = [(int(e[i]), int(e[i + 1])) for e, i in zip(edges, idx, strict=True)]
+            err = future.exception()
+            client.cancel(futures)
+            raise ChunkFailedError(
+                f"chunk {idx} (rows {bounds[-2][0]}:{bounds[-2][1]}, columns "
+                f"{bounds[-1][0]}:{bounds[-1][1]}) failed: {err!r}. The {finished + len(done)} "
+                f"finished chunks are kept in {partial}; fix the cause and rerun with --resume"
+            ) from err
+        if progress:
+            _report(finished + 1, len(todo), data, start)
+    staged = xr.open_zarr(partial / "store.zarr", consolidated=False)[name]
+    _require_data(_any_valid(staged.data, nodata), target)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(partial / "store.zarr", target)
+    shutil.rmtree(partial)
+    return target
+
+
+def _key(idx: tuple[int, ...]) -> str:
+    return "-".join(map(str, idx))
+
+
+def _write_chunk(
+    block: np.ndarray, store: str, name: str, region: tuple[slice, ...], record: str
+) -> int:
+    import zarr
+
+    array = zarr.open_group(store, mode="r+", zarr_format=3)[name]
+    array[region] = block  # type: ignore[index]
+    Path(record).touch()  # after the data: a record always means a whole chunk
+    return int(block.size)
+
+
+def _report(finished: int, total: int, data: Any, start: float) -> None:
+    elapsed = time.perf_counter() - start
+    per_chunk = elapsed / finished
+    mpx = data.size / data.numblocks[0] / max(data.numblocks[-1], 1) / 1e6 * finished
+    log.info(
+        "chunk %d/%d  %.2f Mpx/s  ETA %.0f s",
+        finished,
+        total,
+        mpx / max(elapsed, 1e-9),
+        per_chunk * (total - finished),
+    )
