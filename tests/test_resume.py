@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def _flaky(labels: xr.DataArray, flag: Path) -> xr.DataArray:
     return labels.copy(data=labels.data.map_blocks(read, dtype=labels.dtype))
 
 
-def test_failing_chunk_is_named_and_finished_chunks_are_kept(tmp_path, tiny_package):
+def test_failing_chunk_is_named_and_finished_chunks_are_kept(tmp_path, tiny_package, caplog):
     flag = tmp_path / "broken"
     flag.touch()
     img = make_image(256, 256).chunk({"band": -1, "y": 64, "x": 64})
@@ -92,17 +93,19 @@ def test_failing_chunk_is_named_and_finished_chunks_are_kept(tmp_path, tiny_pack
             and (r0, r1, c0, c1) == (64 * iy, 64 * iy + 64, 64 * ix, 64 * ix + 64)
         )
         kept = {p.name for p in (tmp_path / ".out.zarr.partial" / "done").glob("*")}
-        assert 0 < len(kept) <= 12 and not kept & {"2-2", "2-3", "3-2", "3-3"}
+        assert len(kept) <= 12 and not kept & {"2-2", "2-3", "3-2", "3-3"}
         flag.unlink()  # the input is readable again: the same job resumes
+        caplog.set_level(logging.INFO, logger="xlandcover")
         write_zarr_resumable(labels, out, client=client, resume=True, progress=False)
+        assert f"{16 - len(kept)} of 16 chunks to compute" in caplog.text
     np.testing.assert_array_equal(_read(out), xlc.predict(img, tiny_package).values)
 
 
 def test_model_is_built_once_per_worker_process(tmp_path, tiny_package):
     from xlandcover.runtime import LOAD_COUNTS
 
-    img = make_image(256, 256).chunk({"band": -1, "y": 64, "x": 64})
-    labels = xlc.predict(img, tiny_package, device="cpu")
+    img = make_image(512, 512).chunk({"band": -1, "y": 64, "x": 64})
+    labels = xlc.predict(img, tiny_package, device="cpu", chunks=None)  # 64 chunks
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -114,3 +117,38 @@ def test_model_is_built_once_per_worker_process(tmp_path, tiny_package):
     assert len(counts) == 2
     assert sum(c.get(tiny_package.sha256, 0) for c in counts.values()) == 2
     assert all(c == {tiny_package.sha256: 1} for c in counts.values() if c)
+
+
+def test_job_completes_when_a_worker_process_is_killed(tmp_path, tiny_package):
+    img = make_image(512, 512, seed=5).chunk({"band": -1, "y": 64, "x": 64})
+    labels = xlc.predict(img, tiny_package, device="cpu", chunks=None)
+    reference = labels.values
+    out = tmp_path / "out.zarr"
+    errors: list[BaseException] = []
+
+    def job(client):
+        try:
+            write_zarr_resumable(labels, out, client=client, progress=False)
+        except BaseException as err:  # reported by the assertion below
+            errors.append(err)
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        victim = next(iter(client.run(os.getpid).values()))
+        runner = threading.Thread(target=job, args=(client,))
+        runner.start()
+        done = tmp_path / ".out.zarr.partial" / "done"
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline and len(list(done.glob("*")) if done.exists() else []) < 8
+        ):
+            time.sleep(0.01)
+        assert len(list(done.glob("*"))) < 64, "the worker must die mid-job"
+        os.kill(victim, signal.SIGKILL)
+        runner.join(timeout=120)
+    assert not errors and not runner.is_alive()
+    np.testing.assert_array_equal(_read(out), reference)

@@ -7,8 +7,9 @@ present), or ``"inprocess"`` (worker threads in this process: no start-up cost, 
 jobs and tests). distributed and dask-cuda are imported only here, only when used.
 
 Models reach workers as one graph key holding the package's bytes and are built once per
-worker process (:mod:`xlandcover.runtime`); :class:`TorchThreads` keeps torch's intra-op
-threads to the worker's share of the cores, so workers do not oversubscribe the CPU.
+worker process (:mod:`xlandcover.runtime`); :class:`TorchThreads` sets torch's intra-op
+threads so that workers x task threads x torch threads does not exceed the cores: forward
+passes are serialised per worker, and the other task threads read, normalise and blend.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import dask
 from distributed.diagnostics.plugin import WorkerPlugin
 
 log = logging.getLogger("xlandcover")
@@ -59,7 +61,13 @@ def client_for(
     workers = n_workers or 1
     threads = threads_per_worker or max(1, cores // workers)
     processes = scheduler == "local"
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers: glibc then hands the large
+    # per-window buffers back to the OS and faults them in again, which made forward passes
+    # in worker processes ~1.5x slower here (benchmarks/scaling.py). Keep glibc's default.
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads,
@@ -80,7 +88,11 @@ def client_for(
 
 
 class TorchThreads(WorkerPlugin):
-    """Worker plugin: torch's intra-op threads = this worker's share of the cores."""
+    """Worker plugin: torch intra-op threads for the forward passes of this worker.
+
+    Register it on clusters you start yourself: ``client.register_plugin(TorchThreads(n))``.
+    Dask workers start with ``OMP_NUM_THREADS=1``; without it, forward passes use one core.
+    """
 
     name = "xlandcover-torch-threads"
 
@@ -88,9 +100,9 @@ class TorchThreads(WorkerPlugin):
         self.threads = threads
 
     def setup(self, worker: Any) -> None:
-        from ._torch import torch
+        from . import runtime
 
-        torch.set_num_threads(self.threads)
+        runtime.TORCH_THREADS = self.threads
 
 
 def _cuda_cluster() -> Any:

@@ -33,7 +33,7 @@ from .errors import (
 from .io import PIXEL_GRID_ATTR
 from .nodata import valid_mask
 from .package import NODATA_LABEL, ModelPackage, PackageMetadata, load_model
-from .runtime import LoadedModel, get_model, resolve_device
+from .runtime import LoadedModel, apply_thread_limit, get_model, resolve_device
 from .windows import AxisGrid, axis_grid, nearest_valid_window
 
 if TYPE_CHECKING:
@@ -404,6 +404,7 @@ def _forward(loaded: LoadedModel, tiles: np.ndarray, tta: TTA | None) -> np.ndar
     from ._torch import torch
 
     with loaded.lock, torch.inference_mode():
+        apply_thread_limit()
         t = torch.from_numpy(tiles).to(loaded.device)
         if loaded.device == "cpu":
             t = t.contiguous(memory_format=torch.channels_last)

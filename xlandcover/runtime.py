@@ -35,6 +35,26 @@ _CACHE_LOCK = threading.Lock()
 LOAD_COUNTS: dict[str, int] = {}
 
 
+#: torch intra-op threads for forward passes in this process (set per worker by
+#: :class:`xlandcover.cluster.TorchThreads`); None leaves torch's own setting.
+TORCH_THREADS: int | None = None
+
+
+def apply_thread_limit() -> None:
+    """Apply :data:`TORCH_THREADS` in the calling thread.
+
+    OpenMP thread counts are per calling thread, and Dask workers start with
+    ``OMP_NUM_THREADS=1``: setting it once at worker start-up would not reach the worker's
+    task threads, which would then run the model on one core.
+    """
+    if TORCH_THREADS is None:
+        return
+    from ._torch import torch
+
+    if torch.get_num_threads() != TORCH_THREADS:
+        torch.set_num_threads(TORCH_THREADS)
+
+
 def resolve_device(device: str) -> str:
     """``"auto"`` -> the best available device; otherwise check ``device`` exists here."""
     from ._torch import torch
