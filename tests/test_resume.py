@@ -114,9 +114,9 @@ def test_model_is_built_once_per_worker_process(tmp_path, tiny_package):
     ):
         write_zarr_resumable(labels, tmp_path / "out.zarr", client=client, progress=False)
         counts = client.run(lambda: dict(LOAD_COUNTS))
-    assert len(counts) == 2
-    assert sum(c.get(tiny_package.sha256, 0) for c in counts.values()) == 2
-    assert all(c == {tiny_package.sha256: 1} for c in counts.values() if c)
+    # each of the two worker processes built this package exactly once (other packages may
+    # show up in workers forked from a test process that loaded them)
+    assert [c.get(tiny_package.sha256, 0) for c in counts.values()] == [1, 1]
 
 
 def test_job_completes_when_a_worker_process_is_killed(tmp_path, tiny_package):
