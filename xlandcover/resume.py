@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import OutputExistsError, XLandcoverError
-from .write import _any_valid, _require_data, _zarr_dataset
+from .write import _any_valid, _create_store, _require_data, _zarr_dataset
 
 log = logging.getLogger("xlandcover")
 
@@ -74,14 +74,7 @@ def write_zarr_resumable(
             )
     else:
         partial.mkdir(parents=True)
-        ds.to_zarr(
-            partial / "store.zarr",
-            mode="w-",
-            zarr_format=3,
-            consolidated=False,
-            compute=False,
-            encoding={name: {"fill_value": None}},
-        )
+        _create_store(ds, name, partial / "store.zarr")  # data chunks are written below
         done_dir.mkdir()
         (partial / "manifest.json").write_text(json.dumps(identity))
     done = {p.name for p in done_dir.iterdir()}

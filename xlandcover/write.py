@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -42,15 +43,7 @@ def to_zarr(labels: xr.DataArray, store: PathLike, *, overwrite: bool = False) -
     _check_target(target, overwrite)
     ds, name, nodata = _zarr_dataset(labels)
     with _staging(target) as tmp:
-        write = ds.to_zarr(
-            tmp / "store.zarr",
-            mode="w-",
-            zarr_format=3,
-            consolidated=False,
-            compute=False,
-            encoding={name: {"fill_value": None}},
-        )
-        write.compute()
+        _create_store(ds, name, tmp / "store.zarr").compute()
         staged = xr.open_zarr(tmp / "store.zarr", consolidated=False)[name]
         _require_data(_any_valid(staged.data, nodata), target)
         _publish(tmp / "store.zarr", target)
@@ -73,6 +66,18 @@ def _zarr_dataset(labels: xr.DataArray) -> tuple[xr.Dataset, str, float | None]:
     else:
         arr = arr.chunk()
     return arr.to_dataset(name=name), name, nodata
+
+
+def _create_store(ds: xr.Dataset, name: str, path: Path) -> Any:
+    """Write the store's metadata and coordinates now; returns the Delayed data write."""
+    return ds.to_zarr(
+        path,
+        mode="w-",
+        zarr_format=3,
+        consolidated=False,
+        compute=False,
+        encoding={name: {"fill_value": None}},
+    )
 
 
 def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> Path:
