@@ -153,3 +153,13 @@ def test_saved_package_is_readable_by_others(tmp_path):
     os.umask(old)
     mode = stat.S_IMODE((tmp_path / "m.xlc").stat().st_mode)
     assert mode == 0o666 & ~old and not list(tmp_path.glob(".*tmp"))
+
+
+def test_html_view_lists_classes_with_colours_and_scores():
+    import importlib.resources
+
+    path = importlib.resources.files("xlandcover") / "data" / "demo-dubai.xlc"
+    with importlib.resources.as_file(path) as p:
+        html = xlc.load_model(p)._repr_html_()
+    assert "background:#3c1098" in html and "building" in html
+    assert "test mIoU 0.531" in html and "red, green, blue" in html

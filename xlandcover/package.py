@@ -165,6 +165,33 @@ class ModelPackage:
     def classes(self) -> tuple[ClassInfo, ...]:
         return self.metadata.classes
 
+    def _repr_html_(self) -> str:
+        """Jupyter view: architecture, bands, window, classes with colour swatches, scores."""
+        from html import escape
+
+        m = self.metadata
+        encoder = m.arch_kwargs.get("encoder_name", "")
+        scores = m.extra.get("test_scores", {}).get("model", {})
+        iou = scores.get("iou", {}) if isinstance(scores, dict) else {}
+        rows = "".join(
+            f"<tr><td>{c.id}</td><td><span style='display:inline-block;width:1em;height:1em;"
+            f"background:{c.color};border:1px solid #444'></span> {escape(c.name)}</td>"
+            f"<td>{'' if iou.get(c.name) is None else f'{iou[c.name]:.3f}'}</td></tr>"
+            for c in m.classes
+        )
+        summary = (
+            f"<br>test mIoU {scores['miou']:.3f}, pixel accuracy {scores['pixel_accuracy']:.3f}"
+            if isinstance(scores, dict) and scores.get("miou") is not None
+            else ""
+        )
+        return (
+            f"<div><b>xlandcover model</b> {escape(m.architecture)}({escape(str(encoder))})"
+            f"{' — ' + escape(m.description) if m.description else ''}<br>"
+            f"bands: {escape(', '.join(m.bands))}; window {m.window}, overlap {m.overlap}"
+            f"{summary}<table><tr><th>id</th><th>class</th><th>test IoU</th></tr>{rows}"
+            "</table></div>"
+        )
+
     def build_module(self, device: str = "cpu") -> torch.nn.Module:
         """Instantiate the architecture and load the weights (eval mode, on ``device``)."""
         from safetensors.torch import load as load_tensors
