@@ -9,7 +9,7 @@ the image pixels of a chip are read only when the chip is used (:meth:`Chips.rea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -337,24 +337,33 @@ def _histograms(src: ChipSource, rects: np.ndarray, size: int, index: ClassIndex
     return dask.delayed(_sum_partials)(len(rects), nbins, parts)
 
 
-def _block_histograms(
-    block: np.ndarray, origin: tuple[int, int], rects: np.ndarray, size: int, nbins: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of every chip overlapping one block, over the overlap."""
+def chips_in_block(
+    rects: np.ndarray, size: int, origin: tuple[int, int], shape: tuple[int, ...]
+) -> Iterator[tuple[int, tuple[slice, slice]]]:
+    """Chips (top-left ``rects``, side ``size``) overlapping a block at ``origin`` of
+    ``shape``: each chip's index and its part of the block, as block-relative slices."""
     r0, c0 = origin
-    h, w = block.shape
+    h, w = shape
     hit = np.flatnonzero(
         (rects[:, 0] < r0 + h)
         & (rects[:, 0] + size > r0)
         & (rects[:, 1] < c0 + w)
         & (rects[:, 1] + size > c0)
     )
-    out = np.zeros((len(hit), nbins), dtype=np.int64)
-    for n, k in enumerate(hit):
-        ra, ca = max(rects[k, 0] - r0, 0), max(rects[k, 1] - c0, 0)
-        rb, cb = min(rects[k, 0] + size - r0, h), min(rects[k, 1] + size - c0, w)
-        out[n] = np.bincount(block[ra:rb, ca:cb].ravel(), minlength=nbins)
-    return hit, out
+    for k in hit:
+        r, c = int(rects[k, 0]) - r0, int(rects[k, 1]) - c0
+        yield int(k), (slice(max(r, 0), min(r + size, h)), slice(max(c, 0), min(c + size, w)))
+
+
+def _block_histograms(
+    block: np.ndarray, origin: tuple[int, int], rects: np.ndarray, size: int, nbins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of every chip overlapping one block, over the overlap."""
+    parts = list(chips_in_block(rects, size, origin, block.shape))
+    out = np.zeros((len(parts), nbins), dtype=np.int64)
+    for n, (_, window) in enumerate(parts):
+        out[n] = np.bincount(block[window].ravel(), minlength=nbins)
+    return np.array([k for k, _ in parts], dtype=np.int64), out
 
 
 def _sum_partials(n: int, nbins: int, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

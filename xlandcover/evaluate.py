@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .chips import Chips, ChipSource, _source
+from .chips import Chips, ChipSource, _source, chips_in_block
 from .labels import as_label_raster
 from .metrics import Report, confusion_matrix
 from .package import NODATA_LABEL, ModelPackage, load_model
@@ -178,20 +178,10 @@ def _masked_truth(labels: object, chunks: tuple[tuple[int, ...], ...], region: R
         skip = np.isin(out, unlabelled)
         if region.rects is not None:
             assert block_info is not None
-            (r0, r1), (c0, c1) = block_info[0]["array-location"]
+            (r0, _), (c0, _) = block_info[0]["array-location"]
             covered = np.zeros(block.shape, dtype=bool)
-            rects = region.rects
-            near = (
-                (rects[:, 0] < r1)
-                & (rects[:, 0] + region.size > r0)
-                & (rects[:, 1] < c1)
-                & (rects[:, 1] + region.size > c0)
-            )
-            for r, c in rects[near]:
-                ra, rb = max(r - r0, 0), min(r + region.size - r0, r1 - r0)
-                ca, cb = max(c - c0, 0), min(c + region.size - c0, c1 - c0)
-                if ra < rb and ca < cb:
-                    covered[ra:rb, ca:cb] = True
+            for _, window in chips_in_block(region.rects, region.size, (r0, c0), block.shape):
+                covered[window] = True
             skip |= ~covered
         out[skip] = SKIP
         return out
