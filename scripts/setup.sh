@@ -19,3 +19,11 @@ if [ ! -f "$stamp" ] || [ requirements/dev.txt -nt "$stamp" ] \
     || .venv/bin/pip install -q --no-deps -e .
   touch "$stamp"
 fi
+# A real STAC API server for the offline STAC tests lives in its own venv, so its web stack
+# never touches the library's environment.
+sstamp=.venv-stac/.installed
+if [ ! -f "$sstamp" ] || [ requirements/stac-server.txt -nt "$sstamp" ]; then
+  [ -x .venv-stac/bin/python ] || "$PY" -m venv .venv-stac
+  .venv-stac/bin/pip install -q --disable-pip-version-check -r requirements/stac-server.txt
+  touch "$sstamp"
+fi
