@@ -30,6 +30,12 @@ class LandcoverAccessor:
 
         return predict(self._obj, model, **kwargs)
 
+    def sieve(self, min_size: int, **kwargs: Any) -> xr.DataArray:
+        """Merge patches under ``min_size`` pixels; see :func:`xlandcover.sieve.sieve`."""
+        from .sieve import sieve
+
+        return sieve(self._obj, min_size, **kwargs)
+
     def to_zarr(self, store: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Stream this prediction to a Zarr v3 store; see :func:`xlandcover.to_zarr`."""
         from .write import to_zarr

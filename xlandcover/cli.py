@@ -59,7 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--chunk", type=int, default=512, help="chunk size in pixels")
 
     pred = sub.add_parser("predict", help="classify a raster into a land-cover map")
-    pred.add_argument("source", nargs="+", type=Path, help="raster(s); several stack as bands")
+    pred.add_argument(
+        "source", nargs="*", type=Path, help="raster(s); several stack as bands (or use --stac)"
+    )
+    pred.add_argument("--stac", metavar="URL", help="search this STAC API instead of rasters")
+    pred.add_argument("--preset", default="sentinel-2-l2a", help="STAC preset (with --stac)")
+    pred.add_argument("--bbox", help="W,S,E,N in degrees (with --stac)")
+    pred.add_argument("--datetime", help="date or range, e.g. 2024-06-01/2024-08-31 (--stac)")
+    pred.add_argument("--max-cloud", type=float, help="highest cloud cover in %% (with --stac)")
+    pred.add_argument("--resolution", type=float, help="output pixel size (with --stac)")
+    pred.add_argument("--crs", help="output CRS (with --stac; default: the bbox's UTM zone)")
     pred.add_argument("--model", required=True, type=Path, help="model package (.xlc)")
     pred.add_argument("--out", type=Path, help="output Zarr store")
     pred.add_argument("--cog", type=Path, help="output Cloud-Optimized GeoTIFF")
@@ -70,6 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     pred.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     pred.add_argument("--bands", help="comma-separated band names of the source")
     pred.add_argument("--tta", action="store_true", help="average the four flips")
+    pred.add_argument(
+        "--mmu",
+        type=int,
+        metavar="N",
+        help="minimum mapping unit in pixels: patches smaller than this are merged into their "
+        "surroundings",
+    )
     pred.add_argument("--pixel-grid", action="store_true", help="accept rasters without CRS")
     pred.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     pred.add_argument(
@@ -160,9 +176,28 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out is None and args.cog is None:
         log.error("error: give an output: --out OUT.zarr and/or --cog OUT.tif")
         return 2
-    bands = args.bands.split(",") if args.bands else None
-    img = open_raster(args.source, chunks=args.chunk, bands=bands, pixel_grid=args.pixel_grid)
+    if bool(args.source) == bool(args.stac):
+        log.error("error: give either raster paths or --stac URL (with --bbox and --datetime)")
+        return 2
     model = load_model(args.model)
+    if args.stac:
+        from .stac import load_stac
+
+        img = load_stac(
+            args.stac,
+            preset=args.preset,
+            bbox=[float(v) for v in args.bbox.split(",")] if args.bbox else None,
+            datetime=args.datetime,
+            max_cloud=args.max_cloud,
+            resolution=args.resolution,
+            crs=args.crs,
+            model=model,
+            chunks=args.chunk,
+        )
+        log.info("STAC: %d items -> %s", len(img.attrs["stac_items"]), img.attrs["composite"])
+    else:
+        bands = args.bands.split(",") if args.bands else None
+        img = open_raster(args.source, chunks=args.chunk, bands=bands, pixel_grid=args.pixel_grid)
     labels = img.landcover.predict(
         model,
         window=args.window,
@@ -172,6 +207,8 @@ def _predict(args: argparse.Namespace) -> int:
         tta=args.tta,
         chunks=args.chunk,
     )
+    if args.mmu is not None:  # chunk-independent sieve, see docs/predict.md
+        labels = labels.landcover.sieve(args.mmu)
     log.info(
         "Predicting %d x %d px in %d chunks (window %s, device %s)",
         img.sizes["x"],

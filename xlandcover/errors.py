@@ -25,7 +25,7 @@ class InvalidWindowError(XLandcoverError, ValueError):
 
 
 class ChunkTooSmallError(XLandcoverError, ValueError):
-    """A chunk is smaller than the halo the sliding window needs."""
+    """A chunk is smaller than the halo the sliding window (or the sieve) needs."""
 
 
 class AllNodataError(XLandcoverError, ValueError):
@@ -86,3 +86,31 @@ class EmptySplitError(XLandcoverError, ValueError):
 
 class UnknownArchitectureError(XLandcoverError, ValueError):
     """An smp architecture, encoder, loss or schedule name that does not exist."""
+
+
+class UnknownPresetError(XLandcoverError, ValueError):
+    """No STAC preset has this name."""
+
+
+class StacQueryError(XLandcoverError, ValueError):
+    """The STAC search arguments (bbox, datetime, cloud filter, ...) cannot be used."""
+
+
+class NoItemsError(XLandcoverError, LookupError):
+    """The STAC search matched no items."""
+
+
+class MissingAssetError(XLandcoverError, ValueError):
+    """A band the model or the caller needs is not among the STAC items' assets."""
+
+
+class MixedCRSError(XLandcoverError, ValueError):
+    """The STAC items are in several CRSs and no target CRS was given."""
+
+
+class CatalogUnreachableError(XLandcoverError, ConnectionError):
+    """The STAC API did not answer (refused, timed out, or not a STAC API)."""
+
+
+class MinimumMappingUnitError(XLandcoverError, ValueError):
+    """The minimum mapping unit (sieve size) or its connectivity cannot be used."""
