@@ -14,16 +14,21 @@ from .labels import labels_from_colors, open_color_mask
 from .metrics import Report, confusion_matrix
 from .package import ClassInfo, ModelPackage, load_model, save_model
 from .predict import predict
+from .presets import Band, PixelMask, StacPreset, register_preset
 from .splits import Splits, spatial_split
+from .stac import load_stac
 from .train import TrainConfig, TrainResult, train
 from .write import to_cog, to_zarr
 
 __all__ = [
+    "Band",
     "Chips",
     "ClassInfo",
     "ModelPackage",
+    "PixelMask",
     "Report",
     "Splits",
+    "StacPreset",
     "TrainConfig",
     "TrainResult",
     "XLandcoverError",
@@ -31,10 +36,12 @@ __all__ = [
     "evaluate",
     "labels_from_colors",
     "load_model",
+    "load_stac",
     "open_color_mask",
     "open_raster",
     "predict",
     "random_forest_baseline",
+    "register_preset",
     "sample_chips",
     "save_model",
     "score_map",
