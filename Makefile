@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (a land-cover map) and `make test` (all checks).
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint docs bench
 
 setup:
 	@bash scripts/setup.sh
@@ -12,8 +12,11 @@ lint: setup
 	.venv/bin/ruff format --check xlandcover tests benchmarks scripts
 	.venv/bin/mypy
 
-test: lint
-	.venv/bin/python -m pytest -q
+docs: setup
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+
+test: lint docs
+	.venv/bin/python -m pytest -q tests --nbmake examples
 
 bench: setup
 	.venv/bin/python benchmarks/predict_throughput.py

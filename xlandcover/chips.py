@@ -151,6 +151,8 @@ def sample_chips(
         One group name per source (e.g. the tile each image belongs to), for
         ``spatial_split(..., by="group")``.
 
+    Notes
+    -----
     Labels and the image's nodata mask are read once, chunk by chunk, to count pixels; image
     values are read only when a chip is used.
     """

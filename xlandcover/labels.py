@@ -47,6 +47,8 @@ def labels_from_colors(
     nodata
         Value written for unlabelled pixels, recorded as the raster's nodata.
 
+    Notes
+    -----
     Lazy for Dask-backed masks. A colour that is neither a class nor ignored raises
     :class:`UnknownClassError` when its chunk is computed.
     """
