@@ -1,3 +1,4 @@
+import logging
 import re
 import subprocess
 import sys
@@ -30,11 +31,14 @@ def landsat_model(tmp_path_factory):
     )
 
 
-def test_cli_predict_writes_zarr_and_cog_of_a_real_scene(tmp_path, landsat_model):
+def test_cli_predict_writes_zarr_and_cog_of_a_real_scene(tmp_path, landsat_model, caplog):
     out, cog = tmp_path / "lc.zarr", tmp_path / "lc.tif"
     args = [str(LANDSAT), "--model", str(landsat_model.path), "--out", str(out)]
     args += ["--cog", str(cog), "--chunk", "512", "--bands", "blue,green,red,nir"]
-    assert main(["predict", *args]) == 0
+    with caplog.at_level(logging.INFO, logger="xlandcover"):
+        assert main(["predict", *args]) == 0
+    assert re.search(r"\d+ chunks, [\d.]+ Mpx/s, [\d,]+ km2/h", caplog.text)  # 30 m pixels
+    assert "dashboard: http" in caplog.text
     zarr_labels = xr.open_zarr(out, decode_coords="all", consolidated=False)["landcover"]
     with rasterio.open(cog) as src, rasterio.open(LANDSAT) as ref:
         assert cog_validate(cog)[0]

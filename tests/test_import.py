@@ -26,3 +26,23 @@ def test_every_error_subclasses_a_builtin():
     generic = (object, BaseException, Exception)
     for c in classes:  # a specific built-in a caller would catch: ValueError, LookupError, ...
         assert any(b.__module__ == "builtins" and b not in generic for b in c.__mro__), c
+
+
+def test_library_is_quiet_unless_logging_is_configured():
+    code = (
+        "import logging, xlandcover\n"
+        "from xlandcover.cluster import client_for\n"
+        "{setup}\n"
+        "with client_for('local', n_workers=1) as c: pass\n"
+    )
+    quiet = subprocess.run(
+        [sys.executable, "-c", code.format(setup="")], capture_output=True, text=True, check=True
+    )
+    assert "Local cluster" not in quiet.stderr
+    loud = subprocess.run(
+        [sys.executable, "-c", code.format(setup="logging.basicConfig(level=logging.INFO)")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Local cluster: 1 worker(s)" in loud.stderr

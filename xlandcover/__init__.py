@@ -4,6 +4,8 @@
 is built or run.
 """
 
+import logging as _logging
+
 from . import accessor as _accessor  # noqa: F401  (registers DataArray.landcover)
 from .baseline import random_forest_baseline
 from .chips import Chips, sample_chips
@@ -51,3 +53,7 @@ __all__ = [
     "train",
 ]
 __version__ = "0.1.0"
+
+# Library calls are quiet: log records go nowhere unless the application configures logging
+# (the CLI shows INFO). Progress bars are separate (tqdm / Dask) and can be turned off.
+_logging.getLogger("xlandcover").addHandler(_logging.NullHandler())

@@ -239,12 +239,14 @@ def _predict(args: argparse.Namespace) -> int:
 def _run(job: Callable[[], object], labels: xr.DataArray) -> None:
     from dask.diagnostics import ProgressBar
 
+    from .progress import mean_pixel_area, rate_text
+
     start = time.perf_counter()
     with ProgressBar(out=sys.stderr, minimum=1.0):
         job()
     seconds = time.perf_counter() - start
-    mpx = labels.size / 1e6
-    log.info("%.2f Mpx in %.1f s (%.2f Mpx/s)", mpx, seconds, mpx / seconds)
+    rate = rate_text(labels.size, seconds, mean_pixel_area(labels))
+    log.info("%.2f Mpx in %.1f s (%s)", labels.size / 1e6, seconds, rate)
 
 
 def _print_areas(labels: xr.DataArray) -> None:

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import OutputExistsError, XLandcoverError
+from .progress import ChunkProgress, mean_pixel_area
 from .write import _any_valid, _create_store, _require_data, _zarr_dataset
 
 log = logging.getLogger("xlandcover")
@@ -44,8 +44,6 @@ def write_zarr_resumable(
     progress: bool = True,
 ) -> Path:
     """Write ``labels`` to ``store`` chunk by chunk on ``client``, resumable after a crash."""
-    from distributed import as_completed
-
     target = Path(store)
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
@@ -98,7 +96,34 @@ def write_zarr_resumable(
     ]
     futures = client.compute(writes)
     where = {f.key: idx for f, idx in zip(futures, todo, strict=True)}
-    start = time.perf_counter()
+    bar = ChunkProgress(len(todo), mean_pixel_area(labels), enabled=progress)
+    try:
+        _collect(futures, where, bar, edges, partial, len(done), client)
+    finally:
+        bar.close()
+    if todo:
+        log.info("%d chunks, %s", len(todo), bar.rate())
+    staged = xr.open_zarr(partial / "store.zarr", consolidated=False)[name]
+    _require_data(_any_valid(staged.data, nodata), target)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(partial / "store.zarr", target)
+    shutil.rmtree(partial)
+    return target
+
+
+def _collect(
+    futures: list[Any],
+    where: dict[Any, tuple[int, ...]],
+    bar: ChunkProgress,
+    edges: list[np.ndarray],
+    partial: Path,
+    n_done: int,
+    client: Any,
+) -> None:
+    """Wait for the chunk writes; the first failure cancels the rest and names its chunk."""
+    from distributed import as_completed
+
     for finished, future in enumerate(as_completed(futures)):
         if future.status == "error":
             idx = where[future.key]
@@ -107,18 +132,10 @@ def write_zarr_resumable(
             client.cancel(futures)
             raise ChunkFailedError(
                 f"chunk {idx} (rows {bounds[-2][0]}:{bounds[-2][1]}, columns "
-                f"{bounds[-1][0]}:{bounds[-1][1]}) failed: {err!r}. The {finished + len(done)} "
+                f"{bounds[-1][0]}:{bounds[-1][1]}) failed: {err!r}. The {finished + n_done} "
                 f"finished chunks are kept in {partial}; fix the cause and rerun with --resume"
             ) from err
-        if progress:
-            _report(finished + 1, len(todo), data, start)
-    staged = xr.open_zarr(partial / "store.zarr", consolidated=False)[name]
-    _require_data(_any_valid(staged.data, nodata), target)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial / "store.zarr", target)
-    shutil.rmtree(partial)
-    return target
+        bar.update(int(future.result()))
 
 
 def _key(idx: tuple[int, ...]) -> str:
@@ -134,16 +151,3 @@ def _write_chunk(
     array[region] = block  # type: ignore[index]
     Path(record).touch()  # after the data: a record always means a whole chunk
     return int(block.size)
-
-
-def _report(finished: int, total: int, data: Any, start: float) -> None:
-    elapsed = time.perf_counter() - start
-    per_chunk = elapsed / finished
-    mpx = data.size / data.numblocks[0] / max(data.numblocks[-1], 1) / 1e6 * finished
-    log.info(
-        "chunk %d/%d  %.2f Mpx/s  ETA %.0f s",
-        finished,
-        total,
-        mpx / max(elapsed, 1e-9),
-        per_chunk * (total - finished),
-    )
