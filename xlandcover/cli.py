@@ -328,8 +328,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     part = getattr(splits, args.split)
     out = args.out or args.model.parent / f"eval-{args.split}"
     out.mkdir(parents=True, exist_ok=True)
+    from dask.diagnostics import ProgressBar
+
     t0 = time.monotonic()
-    report = evaluate(args.model, split=part, device=args.device)
+    with ProgressBar(out=sys.stderr, minimum=1.0):  # predicting the held-out regions
+        report = evaluate(args.model, split=part, device=args.device)
     log.info("U-Net on %s (%d chips, %.0f s):\n%s", args.split, len(part),
              time.monotonic() - t0, report)  # fmt: skip
     report.to_json(out / "report.json")
