@@ -5,8 +5,8 @@
 Predicts one synthetic RGB scene with the embedded demo model (U-Net, MobileNetV3-small,
 window 512) through the resumable Zarr writer, once per cluster layout on this machine:
 1 worker x all cores, 2 workers sharing the cores, and threads in this process. Then the
-memory check: the same layout on scenes of 1x, 4x and 16x the pixels at a fixed chunk size,
-reporting each worker's peak RSS. Prints one JSON object; ratios are within one run.
+memory check: the same layout on scenes of 1x, 4x and 16x the pixels (1024², 2048², 4096²) in
+512² chunks, reporting the worker's peak RSS. Prints one JSON object; ratios are within one run.
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--size", type=int, default=3072)
     p.add_argument("--chunk", type=int, default=1024)
+    p.add_argument("--memory-base", type=int, default=1024, help="1x scene side (memory)")
     p.add_argument("--quick", action="store_true", help="small scenes, for a smoke run")
     args = p.parse_args()
     size, chunk = (1024, 512) if args.quick else (args.size, args.chunk)
@@ -127,8 +128,9 @@ def main() -> None:
         one = runs[0]["mpx_per_s"]
         results["ratio_2_workers_over_1"] = round(runs[1]["mpx_per_s"] / one, 3)
         results["ratio_threads_over_1_worker"] = round(runs[2]["mpx_per_s"] / one, 3)
-        base = size // 4 if not args.quick else size // 2
-        memory = [run("1 worker", base * k, min(chunk, 512), model, out) for k in (1, 2, 4)]
+        # at least 2 x 2 chunks of 512 at 1x, so every size runs many chunk tasks
+        base = args.memory_base if not args.quick else 512
+        memory = [run("1 worker", base * k, 512, model, out) for k in (1, 2, 4)]
         results["memory"] = [
             {"pixels_x": (k * k), "size": m["size"], "peak_rss_mib": m["worker_peak_rss_mib"][0]}
             for k, m in zip((1, 2, 4), memory, strict=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, SchedulerPlugin
 
 import xlandcover as xlc
 from xlandcover.cli import main
@@ -101,19 +102,36 @@ def test_failing_chunk_is_named_and_finished_chunks_are_kept(tmp_path, tiny_pack
     np.testing.assert_array_equal(_read(out), xlc.predict(img, tiny_package).values)
 
 
+class HeavyTasks(SchedulerPlugin):
+    """Records the tasks whose specification is bigger than half the model package."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.heavy: set = set()
+
+    def update_graph(self, scheduler, **kwargs) -> None:
+        for key, ts in scheduler.tasks.items():
+            if ts.run_spec is not None and len(pickle.dumps(ts.run_spec)) > self.size // 2:
+                self.heavy.add(key)
+
+
 def test_model_is_built_once_per_worker_process(tmp_path, tiny_package):
     from xlandcover.runtime import LOAD_COUNTS
 
     img = make_image(512, 512).chunk({"band": -1, "y": 64, "x": 64})
     labels = xlc.predict(img, tiny_package, device="cpu", chunks=None)  # 64 chunks
+    heavy = HeavyTasks(len(tiny_package.blob))
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
     ):
+        cluster.scheduler.add_plugin(heavy)
         write_zarr_resumable(labels, tmp_path / "out.zarr", client=client, progress=False)
         counts = client.run(lambda: dict(LOAD_COUNTS))
+    # the package's bytes are one task of the job, never copied into each chunk's task
+    assert len(heavy.heavy) == 1, heavy.heavy
     # each of the two worker processes built this package exactly once (other packages may
     # show up in workers forked from a test process that loaded them)
     assert [c.get(tiny_package.sha256, 0) for c in counts.values()] == [1, 1]

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -84,17 +84,8 @@ def write_zarr_resumable(
         int(np.prod(data.numblocks)),
         f" ({len(done)} done before)" if done else "",
     )
-    writes = [
-        dask.delayed(_write_chunk)(
-            data.blocks[idx],
-            str(partial / "store.zarr"),
-            name,
-            tuple(slice(int(e[i]), int(e[i + 1])) for e, i in zip(edges, idx, strict=True)),
-            str(done_dir / _key(idx)),
-        )
-        for idx in todo
-    ]
-    futures = client.compute(writes)
+    graph, keys = write_graph(data, partial / "store.zarr", name, done_dir, todo)
+    futures = client.get(graph, keys, sync=False)
     where = {f.key: idx for f, idx in zip(futures, todo, strict=True)}
     bar = ChunkProgress(len(todo), mean_pixel_area(labels), enabled=progress)
     try:
@@ -135,19 +126,45 @@ def _collect(
                 f"{bounds[-1][0]}:{bounds[-1][1]}) failed: {err!r}. The {finished + n_done} "
                 f"finished chunks are kept in {partial}; fix the cause and rerun with --resume"
             ) from err
-        bar.update(int(future.result()))
+        bar.update(int(future.result().sum()))
 
 
 def _key(idx: tuple[int, ...]) -> str:
     return "-".join(map(str, idx))
 
 
-def _write_chunk(
-    block: np.ndarray, store: str, name: str, region: tuple[slice, ...], record: str
-) -> int:
+def write_graph(
+    data: da.Array, store: Path, name: str, done_dir: Path, todo: list[tuple[int, ...]]
+) -> tuple[Any, list[tuple[Any, ...]]]:
+    """One graph that writes every chunk of ``data`` to its region of ``store``, and the keys
+    of the chunks in ``todo``.
+
+    One graph for the whole job, not one per chunk (``data.blocks[i]`` each optimised on its
+    own): per-chunk graphs fused the model package's bytes into every chunk's task, so each
+    task carried its own copy of the weights to the worker, which kept them until the job
+    ended (7.6 MB per chunk for the demo model: the worker's memory grew with every chunk).
+    """
+    written = da.map_blocks(
+        _write_block,
+        data,
+        str(store),
+        name,
+        str(done_dir),
+        chunks=tuple((1,) * len(c) for c in data.chunks),
+        dtype=np.int64,
+        name=f"xlandcover-write-{data.name}",
+    )
+    return written.__dask_graph__(), [(written.name, *idx) for idx in todo]
+
+
+def _write_block(
+    block: np.ndarray, store: str, name: str, done_dir: str, block_info: Any = None
+) -> np.ndarray:
     import zarr
 
+    info = block_info[0]
+    region = tuple(slice(int(a), int(b)) for a, b in info["array-location"])
     array = zarr.open_group(store, mode="r+", zarr_format=3)[name]
     array[region] = block  # type: ignore[index]
-    Path(record).touch()  # after the data: a record always means a whole chunk
-    return int(block.size)
+    Path(done_dir, _key(info["chunk-location"])).touch()  # after the data: a whole chunk
+    return np.full((1,) * block.ndim, block.size, dtype=np.int64)
