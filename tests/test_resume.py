@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import pickle
 import os
+import pickle
 import re
 import signal
 import subprocess
