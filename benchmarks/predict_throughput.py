@@ -105,15 +105,15 @@ def make_package(path: Path, quick: bool):  # type: ignore[no-untyped-def]
 def forward_only(package, height: int, width: int, window: int, overlap: int) -> float:  # type: ignore[no-untyped-def]
     """(a): seconds to run the model over every window of the scene grid, nothing else."""
     from xlandcover._torch import torch
-    from xlandcover.predict import _DEFAULT_BATCH, _forward
-    from xlandcover.runtime import get_model
+    from xlandcover.predict import _forward
+    from xlandcover.runtime import auto_batch_size, get_model
     from xlandcover.windows import axis_grid
 
     loaded = get_model(package, package.sha256, "cpu")
     rows = axis_grid(height, window=window, overlap=overlap, multiple=loaded.size_multiple)
     cols = axis_grid(width, window=window, overlap=overlap, multiple=loaded.size_multiple)
     n = len(rows.starts) * len(cols.starts)
-    batch = _DEFAULT_BATCH["cpu"]
+    batch = auto_batch_size(loaded, package.sha256, (4, rows.window, cols.window))  # as predict
     tiles = np.random.default_rng(0).standard_normal((batch, 4, rows.window, cols.window))
     tiles = tiles.astype(np.float32)
     _forward(loaded, tiles, None)  # warm-up

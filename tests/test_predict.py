@@ -318,3 +318,21 @@ def test_wrong_dims_and_output(tiny_package):
         xlc.predict(img, tiny_package, output="scores")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="batch_size must be a positive"):
         xlc.predict(img, tiny_package, batch_size=0)
+
+
+def test_batches_are_sized_from_free_memory():
+    from xlandcover.runtime import MAX_AUTO_BATCH, batch_for_memory
+
+    gib, mib = 2**30, 2**20
+    # 10 GiB free, half of it usable, 150 MiB of activations per window: 34 windows
+    assert batch_for_memory(10 * gib, 150 * mib) == 34
+    assert batch_for_memory(80 * gib, 150 * mib) == MAX_AUTO_BATCH  # capped
+    assert batch_for_memory(100 * mib, 150 * mib) == 1  # never below one window
+    assert batch_for_memory(10 * gib, 0) == MAX_AUTO_BATCH
+
+
+def test_cpu_batches_default_to_one_window(tiny_package):
+    from xlandcover.runtime import auto_batch_size, get_model
+
+    loaded = get_model(tiny_package.blob, tiny_package.sha256, "cpu")
+    assert auto_batch_size(loaded, tiny_package.sha256, (3, 64, 64)) == 1

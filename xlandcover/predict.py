@@ -33,7 +33,13 @@ from .errors import (
 from .io import PIXEL_GRID_ATTR
 from .nodata import valid_mask
 from .package import NODATA_LABEL, ModelPackage, PackageMetadata, load_model
-from .runtime import LoadedModel, apply_thread_limit, get_model, resolve_device
+from .runtime import (
+    LoadedModel,
+    apply_thread_limit,
+    auto_batch_size,
+    get_model,
+    resolve_device,
+)
 from .windows import AxisGrid, axis_grid, nearest_valid_window
 
 if TYPE_CHECKING:
@@ -44,7 +50,6 @@ TTA = Literal["flips", "d4"]
 
 #: Default batch sizes: on CPU batching does not pay (measured: U-Net/ResNet-34 on 512² windows,
 #: 0.42 s at batch 1 vs 0.53 s per window at batch 4 on 2 cores); on GPUs it is the main lever.
-_DEFAULT_BATCH = {"cpu": 1, "cuda": 16, "mps": 4}
 #: ``chunks="auto"`` makes chunks at least this many windows wide (halo overhead ~13 %).
 AUTO_CHUNK_WINDOWS = 16
 
@@ -98,7 +103,9 @@ def predict(
         Sliding-window size and overlap in pixels (an ``overlap`` below 1 is a fraction of the
         window). Default: the package's recommendation.
     batch_size
-        Windows per forward pass; default 1 on CPU, 16 on CUDA.
+        Windows per forward pass. Default: 1 on CPU (fastest there); on CUDA, sized on each
+        worker from its GPU's free memory (a probe pass measures memory per window; half the
+        free memory, at most 64 windows); 4 on MPS.
     output
         ``"labels"``: ``(y, x)`` uint8 class ids, 255 for nodata. ``"probabilities"``:
         ``(class, y, x)`` float32 blended class probabilities, NaN for nodata.
@@ -172,7 +179,7 @@ def predict(
         std=meta.std,
         nodata=None if nodata is None else float(nodata),
         class_ids=meta.class_ids,
-        batch_size=batch_size or _DEFAULT_BATCH.get(dev.split(":")[0], 1),
+        batch_size=batch_size or 0,  # 0: sized on the worker (auto_batch_size)
         output=output,
         tta=tta_mode,
         device=dev,
@@ -368,15 +375,16 @@ def _predict_block(
     mean = np.asarray(plan.mean, np.float32)[:, None, None]
     std = np.asarray(plan.std, np.float32)[:, None, None]
     loaded = get_model(blob, plan.sha256, plan.device)
-    for b in range(0, len(starts), plan.batch_size):
-        batch = starts[b : b + plan.batch_size]
+    size = plan.batch_size or auto_batch_size(loaded, plan.sha256, (len(mean), wy, wx))
+    for b in range(0, len(starts), size):
+        batch = starts[b : b + size]
         tiles = np.stack(
             [_tile(block, valid, sy - ey0, sx - ex0, wy, wx, mean, std) for sy, sx in batch]
         )
         for (sy, sx), p in zip(batch, _forward(loaded, tiles, plan.tta), strict=True):
             blend.add(sy, sx, p)
         # rows above the next window's first row will receive nothing more
-        upto = starts[b + plan.batch_size][0] if b + plan.batch_size < len(starts) else y1
+        upto = starts[b + size][0] if b + size < len(starts) else y1
         blend.emit(upto, inner_valid, out, ids)
     return out
 
