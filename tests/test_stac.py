@@ -424,6 +424,7 @@ def test_cli_predicts_from_a_stac_search(server, tiny_package, tmp_path):
     out = tmp_path / "map.tif"
     bbox = ",".join(str(v) for v in TWN_BBOX)
     argv = ["predict", "--stac", server, "--bbox", bbox, "--max-cloud", "60"]
+    argv += ["--out", str(tmp_path / "map.zarr"), "--scheduler", "local", "--workers", "1"]
     assert main([*argv, "--model", str(tiny_package.path), "--cog", str(out)]) == 0
     with rasterio.open(out) as src:
         assert src.crs.to_epsg() == 32633
