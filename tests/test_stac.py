@@ -203,8 +203,9 @@ def test_time_stack_without_composite(catalog):
     img = xlc.load_stac(catalog.by_id(*TWN), bands=["red"], composite=None, mask=False)
     assert img.dims == ("time", "band", "y", "x")
     assert img.sizes["time"] == 3
-    order = list(img["id"].values)  # least cloudy first: 51.6, 55.0, 75.2 %
-    assert order == TWN
+    order = list(img["id"].values)
+    assert order == TWN  # chronological
+    assert (np.diff(img["time"].values) > np.timedelta64(0)).all()
     want = _s2_expected(catalog, order, img.isel(time=0), "red", mask=False)
     np.testing.assert_allclose(img.values[:, 0], want, atol=1e-6)
 
@@ -313,6 +314,19 @@ def test_missing_band(catalog):
     with pytest.raises(MissingAssetError, match="mask=False"):
         xlc.load_stac(items, bands=["red"])
     assert xlc.load_stac(items, bands=["red"], mask=False).sizes["band"] == 1
+
+
+def test_items_from_a_saved_search_file(catalog, tmp_path):
+    import json
+
+    from xlandcover.errors import InputNotFoundError
+
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": catalog.by_id(*TWN)}))
+    img = xlc.load_stac(path, bands=["red"])
+    assert sorted(img.attrs["stac_items"]) == sorted(TWN)
+    with pytest.raises(InputNotFoundError, match="neither an http"):
+        xlc.load_stac(tmp_path / "missing.json")
 
 
 def test_unreachable_catalog_names_the_url():

@@ -21,7 +21,7 @@ import xarray as xr
 
 from .composite import COMPOSITES
 from .composite import composite as _composite
-from .errors import MissingAssetError, StacQueryError
+from .errors import InputNotFoundError, MissingAssetError, StacQueryError
 from .grid import BBox, check_bbox, geometry_bounds, snapped_bounds, target_epsg
 from .presets import Band, StacPreset, get_preset
 from .stac_search import (
@@ -81,8 +81,9 @@ def load_stac(
     Parameters
     ----------
     source
-        A STAC API root URL to search, or items (a pystac ``ItemCollection``, a list of
-        ``pystac.Item`` or item dicts, a GeoJSON FeatureCollection dict).
+        A STAC API root URL (http or https) to search, or items: a pystac
+        ``ItemCollection``, a list of ``pystac.Item`` or item dicts, a GeoJSON
+        FeatureCollection dict, or the path of a saved one.
     preset
         Name of a registered preset (``"sentinel-2-l2a"``, ``"naip"``) or a
         :class:`~xlandcover.presets.StacPreset` of your own.
@@ -106,7 +107,7 @@ def load_stac(
     composite
         ``"median"`` or ``"first"`` (least-cloudy first, or newest first when the collection
         has no cloud cover), computed lazily; ``None`` returns the ``(time, band, y, x)``
-        stack. Default: the preset's.
+        stack in chronological order, item ids along ``time``. Default: the preset's.
     chunks
         Chunk size in pixels along ``y`` and ``x``.
     mask
@@ -153,9 +154,9 @@ def load_stac(
     names = _band_names(p, bands, model)
     wanted = [p.band(n) for n in names]
 
-    if isinstance(source, str | os.PathLike) and not os.path.exists(source):
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
         items = search_items(
-            str(source),
+            source,
             p,
             bbox=area if bbox is not None else None,
             intersects=intersects,
@@ -175,7 +176,7 @@ def load_stac(
                 i for i in items if float(i["properties"].get(p.cloud_cover, 1e9)) <= max_cloud
             ]
     items = [with_epsg(i) for i in items]
-    items = _priority_order(items, p)
+    items = _priority_order(items, p) if how is not None else _chronological(items)
     use_mask = mask and p.mask is not None
     renamed = [_select_assets(item, p, wanted, use_mask) for item in items]
 
@@ -237,12 +238,22 @@ def _band_names(p: StacPreset, bands: Sequence[str] | None, model: Any) -> tuple
 
 
 def _read_items(source: Any) -> Any:
+    """Items given directly, or read from a saved search (GeoJSON FeatureCollection file)."""
     if isinstance(source, str | os.PathLike):
         import json
 
+        if not os.path.exists(source):
+            raise InputNotFoundError(
+                f"{source!s} is neither an http(s) STAC API URL nor an existing item file; "
+                "give the API's root URL or the path of a saved ItemCollection"
+            )
         with open(source) as f:
             return json.load(f)
     return source
+
+
+def _chronological(items: list[ItemDict]) -> list[ItemDict]:
+    return sorted(items, key=lambda i: str(i["properties"].get("datetime") or ""))
 
 
 def _priority_order(items: list[ItemDict], p: StacPreset) -> list[ItemDict]:
