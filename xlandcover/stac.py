@@ -189,20 +189,8 @@ def load_stac(
         "STAC: %d items, EPSG:%d at %g, bounds %s, bands %s", len(items), epsg, res, bounds, names
     )
 
-    multi = any(b.index is not None for b in wanted)
-    stack = _stack_odc if multi else _stack_stackstac
-    dn = stack(renamed, wanted, epsg, res, bounds, chunks, resampling)
-    if p.nodata is not None:
-        dn = dn.where(dn != p.nodata)
-    offsets = xr.DataArray(
-        np.array([p.offset(i["properties"]) for i in items], dtype=np.float32), dims="time"
-    )
-    values = (dn * np.float32(p.scale) + offsets).astype(np.float32)
-    if use_mask:
-        assert p.mask is not None
-        classes = _stack_stackstac(renamed, [Band(MASK, (MASK,))], epsg, res, bounds, chunks)
-        bad = classes.isel(band=0, drop=True).isin(sorted(p.mask.values))
-        values = values.where(~bad)
+    grid = (epsg, res, bounds, chunks)
+    values = _physical_values(renamed, p, wanted, grid, resampling, use_mask)
     values = values.assign_coords(band=list(names))
     if how is None:
         values = values.assign_coords(
@@ -224,6 +212,34 @@ def load_stac(
         composite=str(how),
     )
     return out
+
+
+def _physical_values(
+    items: list[ItemDict],
+    p: StacPreset,
+    bands: list[Band],
+    grid: tuple[int, float, BBox, int],
+    resampling: str,
+    use_mask: bool,
+) -> xr.DataArray:
+    """The lazy ``(time, band, y, x)`` stack in physical units: nodata and masked classes NaN,
+    ``DN * scale + offset`` with each item's own offset."""
+    epsg, res, bounds, chunks = grid
+    multi = any(b.index is not None for b in bands)
+    stack = _stack_odc if multi else _stack_stackstac
+    dn = stack(items, bands, epsg, res, bounds, chunks, resampling)
+    if p.nodata is not None:
+        dn = dn.where(dn != p.nodata)
+    offsets = xr.DataArray(
+        np.array([p.offset(i["properties"]) for i in items], dtype=np.float32), dims="time"
+    )
+    values = (dn * np.float32(p.scale) + offsets).astype(np.float32)
+    if use_mask:
+        assert p.mask is not None
+        classes = _stack_stackstac(items, [Band(MASK, (MASK,))], epsg, res, bounds, chunks)
+        bad = classes.isel(band=0, drop=True).isin(sorted(p.mask.values))
+        values = values.where(~bad)
+    return values
 
 
 def _band_names(p: StacPreset, bands: Sequence[str] | None, model: Any) -> tuple[str, ...]:
