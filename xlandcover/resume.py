@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,9 @@ def write_graph(
         str(done_dir),
         chunks=tuple((1,) * len(c) for c in data.chunks),
         dtype=np.int64,
-        name=f"xlandcover-write-{data.name}",
+        # a fresh name per attempt: a resumed job must not reuse the keys of a failed
+        # attempt, whose cancellation may still be on its way to the scheduler
+        name=f"xlandcover-write-{data.name}-{uuid.uuid4().hex[:12]}",
     )
     return written.__dask_graph__(), [(written.name, *idx) for idx in todo]
 
