@@ -447,3 +447,27 @@ def test_cli_predicts_from_a_stac_search(server, tiny_package, tmp_path):
     assert set(np.unique(labels)) <= {1, 2, 5, 7, 255}
     assert (labels != 255).mean() > 0.5
     assert main(["predict", "--model", str(tiny_package.path), "--cog", str(out)]) == 2
+
+
+def test_query_is_passed_through_to_the_search(server, monkeypatch):
+    from pystac_client import Client
+
+    seen = []
+    real = Client.search
+
+    def spy(self, **kwargs):
+        seen.append(kwargs)
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(Client, "search", spy)
+    from pystac_client.warnings import DoesNotConformTo
+
+    query = {"s2:mgrs_tile": {"eq": "33TWN"}}
+    with pytest.warns(DoesNotConformTo, match="QUERY"):  # this server has no query extension
+        xlc.load_stac(server, bbox=TWN_BBOX, bands=["red"], query=query, max_cloud=60)
+    assert seen[0]["query"] == query  # this API filters clouds with CQL2, so query is ours
+    assert seen[0]["filter"] == {
+        "op": "<=",
+        "args": [{"property": "eo:cloud_cover"}, 60],
+    }
+    assert seen[0]["collections"] == ["sentinel-2-l2a"]
