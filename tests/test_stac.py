@@ -230,6 +230,8 @@ def test_naip_mosaic_newest_first_in_the_model_band_order(catalog, tiny_package)
     c0, c1 = round((644896.2 - left) / res), round((645136.2 - left) / res)
     assert c1 - c0 == 400
     assert not np.isnan(got.values[0, r, c0:c1]).any()
+    with pytest.raises(StacQueryError, match="no cloud-cover property"):  # not ignored
+        xlc.load_stac(items, preset="naip", max_cloud=10)
 
 
 def test_predict_on_stac_imagery(catalog, tiny_package):

@@ -29,7 +29,6 @@ def plot_labels(
     title: str | None = None,
 ) -> Axes:
     """Draw a ``(y, x)`` label map in its classes' colours, with a legend; nodata transparent."""
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     labels = as_label_raster(labels)
@@ -40,12 +39,7 @@ def plot_labels(
     rgba = np.zeros((*values.shape, 4), dtype=np.uint8)
     for c in classes:
         rgba[values == c.id] = (*hex_to_rgb(c.color), 255)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 7))
-    ax.imshow(rgba, interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title)
+    ax = _show(rgba, ax, title)
     if legend and classes:
         handles = [Patch(facecolor=c.color, edgecolor="black", label=c.name) for c in classes]
         ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
@@ -63,7 +57,6 @@ def plot_rgb(
 ) -> Axes:
     """Draw three bands (default ``red, green, blue`` by name, else the first three),
     each stretched between its percentiles."""
-    import matplotlib.pyplot as plt
 
     if bands is None:
         names = [str(b) for b in image.band.values]
@@ -80,9 +73,16 @@ def plot_rgb(
         lo, hi = np.percentile(rgb[..., b][valid], percentiles) if valid.any() else (0.0, 1.0)
         out[..., b] = np.clip((rgb[..., b] - lo) / max(hi - lo, 1e-12), 0, 1)
     out[~valid] = 1.0
+    return _show(out, ax, title)
+
+
+def _show(pixels: np.ndarray, ax: Axes | None, title: str | None) -> Axes:
+    """Pixels as an image without axes, on ``ax`` or a new 7 x 7 in figure."""
+    import matplotlib.pyplot as plt
+
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
-    ax.imshow(out, interpolation="nearest")
+    ax.imshow(pixels, interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title)

@@ -28,9 +28,11 @@ from .stac_search import (
     ItemDict,
     Modifier,
     as_item_dicts,
+    cloud_cover,
     item_epsg,
     search_items,
     with_epsg,
+    within_cloud,
 )
 
 if TYPE_CHECKING:
@@ -170,11 +172,7 @@ def load_stac(
             timeout=timeout,
         )
     else:
-        items = as_item_dicts(_read_items(source))
-        if max_cloud is not None and p.cloud_cover is not None:
-            items = [
-                i for i in items if float(i["properties"].get(p.cloud_cover, 1e9)) <= max_cloud
-            ]
+        items = within_cloud(as_item_dicts(_read_items(source)), p, max_cloud)
     items = [with_epsg(i) for i in items]
     items = _priority_order(items, p) if how is not None else _chronological(items)
     use_mask = mask and p.mask is not None
@@ -277,8 +275,7 @@ def _priority_order(items: list[ItemDict], p: StacPreset) -> list[ItemDict]:
     by_time = sorted(items, key=lambda i: str(i["properties"].get("datetime") or ""), reverse=True)
     if p.cloud_cover is None:
         return by_time
-    cover = p.cloud_cover
-    return sorted(by_time, key=lambda i: float(i["properties"].get(cover, 1e9)))
+    return sorted(by_time, key=lambda i: cloud_cover(i, p))
 
 
 def _select_assets(item: ItemDict, p: StacPreset, bands: list[Band], use_mask: bool) -> ItemDict:

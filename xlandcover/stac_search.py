@@ -49,7 +49,8 @@ def search_items(
     from pystac_client.exceptions import APIError
 
     mod = _modifier(modifier)
-    described = _describe(url, preset, bbox, intersects, datetime, max_cloud, query, filter)
+    collections = list(collections or [preset.collection])
+    described = _describe(collections, bbox, intersects, datetime, max_cloud, query, filter)
     try:
         client = Client.open(url, modifier=mod, timeout=timeout)
     except (requests.exceptions.RequestException, APIError, ValueError) as e:
@@ -57,19 +58,15 @@ def search_items(
 
     query = dict(query or {})
     if max_cloud is not None:
-        if preset.cloud_cover is None:
-            raise StacQueryError(
-                f"preset {preset.name!r} has no cloud-cover property, so max_cloud cannot "
-                "filter its items; drop max_cloud"
-            )
-        cloud = {"op": "<=", "args": [{"property": preset.cloud_cover}, max_cloud]}
+        cover = _require_cloud_cover(preset)
+        cloud = {"op": "<=", "args": [{"property": cover}, max_cloud]}
         if client.conforms_to(ConformanceClasses.FILTER) and not isinstance(filter, str):
             filter = cloud if filter is None else {"op": "and", "args": [dict(filter), cloud]}
         elif client.conforms_to(ConformanceClasses.QUERY):
-            query.setdefault(preset.cloud_cover, {"lte": max_cloud})
+            query.setdefault(cover, {"lte": max_cloud})
     try:
         search = client.search(
-            collections=list(collections or [preset.collection]),
+            collections=collections,
             bbox=bbox,
             intersects=dict(intersects) if intersects is not None else None,
             datetime=datetime,
@@ -84,8 +81,7 @@ def search_items(
         if _network_failure(e):
             raise _unreachable(url, timeout, e) from None
         raise StacQueryError(f"{url} rejected the search {described}: {e}") from None
-    if max_cloud is not None and preset.cloud_cover is not None:
-        items = [i for i in items if _cloud(i, preset) <= max_cloud]
+    items = within_cloud(items, preset, max_cloud)  # in case the API ignored the filter
     if not items:
         raise NoItemsError(
             f"no STAC items match {described} at {url}; widen the bbox or the dates, "
@@ -164,10 +160,29 @@ def _unreachable(url: str, timeout: float, e: BaseException) -> CatalogUnreachab
     )
 
 
-def _cloud(item: ItemDict, preset: StacPreset) -> float:
-    assert preset.cloud_cover is not None
-    value = item["properties"].get(preset.cloud_cover)
+def cloud_cover(item: ItemDict, preset: StacPreset) -> float:
+    """The item's cloud cover in percent; infinite when the item does not state it."""
+    value = item["properties"].get(preset.cloud_cover) if preset.cloud_cover else None
     return float("inf") if value is None else float(value)
+
+
+def within_cloud(
+    items: list[ItemDict], preset: StacPreset, max_cloud: float | None
+) -> list[ItemDict]:
+    """The items whose cloud cover is at most ``max_cloud`` (all of them for ``None``)."""
+    if max_cloud is None:
+        return items
+    _require_cloud_cover(preset)
+    return [i for i in items if cloud_cover(i, preset) <= max_cloud]
+
+
+def _require_cloud_cover(preset: StacPreset) -> str:
+    if preset.cloud_cover is None:
+        raise StacQueryError(
+            f"preset {preset.name!r} has no cloud-cover property, so max_cloud cannot "
+            "filter its items; drop max_cloud"
+        )
+    return preset.cloud_cover
 
 
 def _modifier(modifier: Modifier | str | None) -> Modifier | None:
@@ -189,8 +204,8 @@ def _modifier(modifier: Modifier | str | None) -> Modifier | None:
     )
 
 
-def _describe(url, preset, bbox, intersects, datetime, max_cloud, query, filter) -> str:
-    parts = [f"collection={preset.collection!r}"]
+def _describe(collections, bbox, intersects, datetime, max_cloud, query, filter) -> str:
+    parts = [f"collections={collections!r}"]
     for name, value in (
         ("bbox", bbox),
         ("intersects", intersects),
