@@ -11,7 +11,6 @@ so the result does not depend on it (up to float noise from batch composition).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,12 +23,11 @@ from .blend import RollingBlend
 from .errors import (
     AllNodataError,
     BandMismatchError,
-    ChunkTooSmallError,
     InvalidWindowError,
     MissingCRSError,
     RasterInputError,
-    RechunkWarning,
 )
+from .halo import fit_chunks
 from .io import PIXEL_GRID_ATTR
 from .nodata import valid_mask
 from .package import NODATA_LABEL, ModelPackage, PackageMetadata, load_model
@@ -160,7 +158,7 @@ def predict(
             f"tta='d4' rotates windows and needs them square, but this scene's windows are "
             f"{rows.window}x{cols.window} (an axis is shorter than the window); use tta='flips'"
         )
-    data = _fit_chunks(data, rows.halo, cols.halo, allow_rechunk=allow_rechunk)
+    data = fit_chunks(data, rows.halo, cols.halo, allow_rechunk=allow_rechunk)
     if not isinstance(image.data, da.Array) and not valid_mask(image.values, nodata).any():
         raise AllNodataError(
             f"every pixel of the image is nodata (value {nodata} or NaN); check the nodata "
@@ -291,53 +289,6 @@ def _as_dask(image: xr.DataArray, chunks: int | Literal["auto"] | None, window: 
         if first < target and len(data.chunks[axis]) > 1:
             spec[axis] = -(-target // first) * first  # whole input chunks, never split
     return data.rechunk(spec)
-
-
-def _fit_chunks(
-    data: da.Array,
-    row_halo: int,
-    col_halo: int,
-    *,
-    allow_rechunk: bool,
-    halo_is: str = "window - 1",
-    alternative: str = "a smaller window",
-    name: str = "img",
-) -> da.Array:
-    """Make every chunk of the last two axes (y, x) at least one halo wide, as the overlap
-    needs. A short last chunk (the remainder of regular chunking) is merged into its neighbour
-    silently; smaller chunks elsewhere are merged with a warning (an axis shorter than the halo
-    into one chunk), or raise with ``allow_rechunk=False``. ``halo_is``, ``alternative`` and
-    ``name`` word the messages for callers other than predict (the sieve)."""
-    from dask.array.overlap import ensure_minimum_chunksize
-
-    new = list(data.chunks)
-    for dim, axis, halo in (("y", data.ndim - 2, row_halo), ("x", data.ndim - 1, col_halo)):
-        c = data.chunks[axis]
-        if len(c) == 1 or min(c) >= halo:
-            continue
-        if not allow_rechunk:
-            raise ChunkTooSmallError(
-                f"chunks {_short(c)} along {dim} include some smaller than the halo "
-                f"({halo} px = {halo_is}); use chunks of at least {halo + 1} px, e.g. "
-                f"`{name}.chunk({{'y': {max(4 * (halo + 1), 2048)}, 'x': ...}})`, "
-                f"{alternative}, or allow_rechunk=True"
-            )
-        if min(c[:-1]) >= halo:  # only the remainder is short: fold it into its neighbour
-            new[axis] = (*c[:-2], c[-2] + c[-1])
-            continue
-        new[axis] = ensure_minimum_chunksize(halo, c) if sum(c) >= halo else (sum(c),)
-        warnings.warn(
-            f"chunks along {dim} smaller than the halo ({halo} px = {halo_is}) "
-            f"were merged: {_short(c)} -> {_short(new[axis])}. Use chunks of at least "
-            f"{halo + 1} px to avoid this.",
-            RechunkWarning,
-            stacklevel=3,
-        )
-    return data.rechunk(tuple(new)) if tuple(new) != data.chunks else data
-
-
-def _short(chunks: tuple[int, ...]) -> str:
-    return str(chunks) if len(chunks) <= 6 else f"({chunks[0]}, ..., {chunks[-1]}) x{len(chunks)}"
 
 
 def _predict_block(

@@ -49,6 +49,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import MinimumMappingUnitError, RasterInputError
+from .halo import fit_chunks
 from .package import NODATA_LABEL
 
 Connectivity = Literal[4, 8]
@@ -142,10 +143,8 @@ def sieve(
     data = labels.data
     result: np.ndarray | da.Array
     if isinstance(data, da.Array):
-        from .predict import _fit_chunks
-
         halo = sieve_halo(min_size)
-        data = _fit_chunks(
+        data = fit_chunks(
             data,
             halo,
             halo,
