@@ -12,9 +12,9 @@ import xarray as xr
 
 def mean_pixel_area(labels: xr.DataArray) -> float | None:
     """Mean ground area of a pixel in m2 (geodesic for geographic CRSs), None without a CRS."""
-    from .stats import _row_area_function
+    from .stats import row_area_function
 
-    rows = _row_area_function(labels)
+    rows = row_area_function(labels)
     if rows is None:
         return None
     n = labels.sizes["y"]

@@ -39,7 +39,7 @@ def class_areas(
     ids = [int(i) for i in class_ids] if class_ids is not None else [c[0] for c in known]
     names = list(class_names) if class_names is not None else [c[1] for c in known]
     data = da.asarray(labels.data)
-    row_area = _row_area_function(labels)
+    row_area = row_area_function(labels)
     row_edges = np.cumsum((0, *data.chunks[0]))
     parts = [
         dask.delayed(_block_counts)(block, int(row_edges[i]), row_area)
@@ -64,7 +64,7 @@ def class_areas(
     return table
 
 
-def _row_area_function(labels: xr.DataArray) -> Any:
+def row_area_function(labels: xr.DataArray) -> Any:
     """``f(row_start, n_rows) -> (n_rows,)`` pixel areas in m2, or None without a CRS."""
     crs = labels.rio.crs
     if crs is None:
