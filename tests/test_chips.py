@@ -69,7 +69,8 @@ def test_grid_covers_raster_and_counts_match_numpy(h, w, size, stride_frac, chun
     want = reference_counts(lab.values, t["row"], t["col"], size, (1, 2, 5))
     np.testing.assert_array_equal(chips.counts, want)
     nodata = reference_counts(lab.values, t["row"], t["col"], size, (0,))[:, 0]
-    np.testing.assert_allclose(t["nodata_frac"], nodata / size**2)
+    np.testing.assert_array_equal(t["labelled"], size**2 - nodata)
+    assert (t["nodata_frac"] == 0).all()  # image nodata only; unlabelled pixels are not nodata
 
 
 def test_chip_bounds_are_in_crs_units():
@@ -80,20 +81,26 @@ def test_chip_bounds_are_in_crs_units():
     assert (first["maxx"], first["miny"]) == (300_320.0, 4_099_680.0)
 
 
-def test_nodata_filter_counts_image_and_label_nodata():
+def test_image_nodata_and_labelled_pixels_are_separate_rules():
     img = make_image(64, 64).rio.write_nodata(0)
     img.values[:, :32, :20] = 0  # image nodata: 20/32 of the top-left chip
     lab = make_labels(img).rio.write_nodata(0)
     lab.values[32:, 32:][:, :12] = 0  # label nodata: 12/32 of the bottom-right chip
     chips = xlc.sample_chips(img, lab, size=32, max_nodata=0.3)
     kept = set(zip(chips.table["row"], chips.table["col"], strict=True))
-    assert kept == {(0, 32), (32, 0)}
+    assert kept == {(0, 32), (32, 0), (32, 32)}  # unlabelled pixels are not image nodata
+    dense = xlc.sample_chips(img, lab, size=32, max_nodata=0.3, min_labelled=32 * 21)
+    assert set(zip(dense.table["row"], dense.table["col"], strict=True)) == {(0, 32), (32, 0)}
     all_chips = xlc.sample_chips(img, lab, size=32, max_nodata=1.0)
     t = all_chips.table
     frac = {(r, c): f for r, c, f in t[["row", "col", "nodata_frac"]].itertuples(index=False)}
-    assert frac[(0, 0)] == pytest.approx(20 / 32) and frac[(32, 32)] == pytest.approx(12 / 32)
+    assert frac[(0, 0)] == pytest.approx(20 / 32) and frac[(32, 32)] == 0.0
+    labelled = {(r, c): n for r, c, n in t[["row", "col", "labelled"]].itertuples(index=False)}
+    assert labelled[(0, 0)] == 32 * 12 and labelled[(32, 32)] == 32 * 20
     # counts only hold pixels with both image data and a label
     assert all_chips.counts[0].sum() == 32 * 12
+    with pytest.raises(ChipSizeError, match="min_labelled"):
+        xlc.sample_chips(img, lab, size=32, min_labelled=0)
 
 
 def test_image_pixels_are_read_only_when_a_chip_is_used():
@@ -157,7 +164,7 @@ def test_error_chip_larger_than_raster_and_no_chips_left():
         xlc.sample_chips(img, make_labels(img), size=48)
     lab = make_labels(img).rio.write_nodata(1)
     lab.values[:] = 1
-    with pytest.raises(NoChipsError, match="max_nodata"):
+    with pytest.raises(NoChipsError, match="min_labelled"):
         xlc.sample_chips(img, lab, size=16, classes=[2, 5])
 
 

@@ -11,13 +11,18 @@ import xarray as xr
 
 import xlandcover as xlc
 from xlandcover.augment import Augment, AugmentConfig
-from xlandcover.errors import EmptySplitError, UnknownArchitectureError
+from xlandcover.errors import (
+    EmptySplitError,
+    ScheduleCutWarning,
+    UnknownArchitectureError,
+)
 from xlandcover.losses import IGNORE, make_loss, median_frequency_weights
 from xlandcover.train import band_statistics
 
 from .conftest import make_image
 
 TINY = {
+    "recipe": "none",
     "arch": "Unet",
     "encoder": "tu-test_efficientnet",
     "arch_kwargs": {"decoder_channels": (16, 8, 8, 8, 8)},
@@ -42,10 +47,16 @@ def splits():
     return xlc.spatial_split(chips, block_size=640.0, fractions=(0.6, 0.2, 0.2), seed=0)
 
 
-def run(splits, tmp_path, name, **kw):
+def run(splits, tmp_path, name, compare_forest=False, **kw):
     settings = {**TINY, **kw}
     progress = settings.pop("progress")
-    return xlc.train(splits, out_dir=tmp_path / name, progress=progress, **settings)
+    return xlc.train(
+        splits,
+        out_dir=tmp_path / name,
+        progress=progress,
+        compare_forest=compare_forest,
+        **settings,
+    )
 
 
 def test_training_is_reproducible_and_records_everything(splits, tmp_path):
@@ -64,7 +75,8 @@ def test_training_is_reproducible_and_records_everything(splits, tmp_path):
     )
     np.testing.assert_allclose(mean, pixels.mean(axis=1), rtol=1e-9)
     np.testing.assert_allclose(std, pixels.std(axis=1), rtol=1e-6)
-    np.testing.assert_allclose(meta.mean, mean) and np.testing.assert_allclose(meta.std, std)
+    np.testing.assert_allclose(meta.mean, mean)
+    np.testing.assert_allclose(meta.std, std)
     assert meta.extra["training"]["encoder"] == "tu-test_efficientnet"
     assert meta.extra["training"]["epoch"] == a.best_epoch
     assert meta.window == 32
@@ -79,7 +91,8 @@ def test_model_learns_an_easy_task(splits, tmp_path):
 
 def test_resume_equals_an_uninterrupted_run(splits, tmp_path):
     straight = run(splits, tmp_path, "straight", epochs=3, patience=99)
-    run(splits, tmp_path, "resumed", epochs=3, patience=99, max_minutes=0)  # stops after 1
+    with pytest.warns(ScheduleCutWarning, match="before its learning-rate schedule ended"):
+        run(splits, tmp_path, "resumed", epochs=3, patience=99, max_minutes=0)  # stops after 1
     assert (
         len(np.loadtxt(tmp_path / "resumed" / "history.csv", skiprows=1, delimiter=",", ndmin=2))
         == 1
@@ -179,13 +192,15 @@ def test_local_encoder_weights_are_loaded(splits, tmp_path):
     from xlandcover.train import TrainConfig, _build_model
 
     cfg = TrainConfig(**{k: v for k, v in TINY.items() if k != "progress"})
-    donor = _build_model(cfg, 3, 2)
+    arch_kwargs = {"encoder_name": cfg.encoder, "in_channels": 3, "classes": 2,
+                   **dict(cfg.arch_kwargs)}  # fmt: skip
+    donor = _build_model(cfg, arch_kwargs)
     weights = tmp_path / "encoder.safetensors"
     save_file({k: v.contiguous() for k, v in donor.encoder.state_dict().items()}, weights)
     import torch
 
     torch.manual_seed(123)  # a different initialisation than the donor's
-    loaded = _build_model(replace(cfg, encoder_weights=str(weights)), 3, 2)
+    loaded = _build_model(replace(cfg, encoder_weights=str(weights)), arch_kwargs)
     for (name, a), b in zip(
         donor.encoder.state_dict().items(), loaded.encoder.state_dict().values(), strict=True
     ):

@@ -9,6 +9,7 @@ scikit-learn's prediction time reasonable on large test sets.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,16 +44,46 @@ def random_forest_baseline(
     n_jobs: int | None = None,
 ) -> BaselineResult:
     """Fit a random forest on train-chip pixels and score it on ``partition``'s pixels."""
+    return forest_baseline(
+        splits.train,
+        getattr(splits, partition),
+        n_estimators=n_estimators,
+        max_pixels=max_pixels,
+        eval_stride=eval_stride,
+        min_samples_leaf=min_samples_leaf,
+        seed=seed,
+        n_jobs=n_jobs,
+    )
+
+
+def forest_baseline(
+    train_chips: Chips,
+    scored: Chips,
+    *,
+    n_estimators: int = 100,
+    max_pixels: int = 200_000,
+    eval_stride: int | None = None,
+    max_scored: int = 4_000_000,
+    min_samples_leaf: int = 5,
+    seed: int = 0,
+    n_jobs: int | None = None,
+) -> BaselineResult:
+    """Fit a random forest on ``train_chips``' pixels and score it on ``scored``'s pixels.
+
+    Training pixels are a seeded sample of the labelled pixels (each pixel at most once,
+    however many chips cover it). ``eval_stride=None`` scores every pixel when the scored
+    chips cover at most ``max_scored`` pixels, else every n-th row and column.
+    """
     try:
         from sklearn.ensemble import RandomForestClassifier
     except ImportError as err:  # pragma: no cover - scikit-learn is in the train extra
         raise MissingDependencyError(
             "the baseline needs scikit-learn: pip install 'xlandcover[train]'"
         ) from err
-    train_chips: Chips = splits.train
-    scored: Chips = getattr(splits, partition)
     if len(train_chips) == 0 or len(scored) == 0:
-        raise EmptySplitError(f"the baseline needs train and {partition} chips")
+        raise EmptySplitError("the baseline needs training chips and chips to score")
+    if eval_stride is None:
+        eval_stride = max(1, math.ceil(math.sqrt(len(scored) * scored.size**2 / max_scored)))
     index = ClassIndex(train_chips.class_ids, train_chips.unlabelled)
     x, y = _sample_pixels(train_chips, index, max_pixels, np.random.default_rng(seed))
     forest = RandomForestClassifier(
@@ -98,8 +129,11 @@ def random_forest_baseline(
 def _sample_pixels(
     chips: Chips, index: ClassIndex, max_pixels: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample of labelled pixels of the chips, each pixel at most once (chips that
+    overlap would otherwise contribute the same pixel several times)."""
     per_chip = max(1, -(-max_pixels // len(chips)))
-    xs, ys = [], []
+    xs, ys, keys = [], [], []
+    t = chips.table
     for i in range(len(chips)):
         image, labels, valid = chips.read(i)
         idx = index(labels)
@@ -109,6 +143,11 @@ def _sample_pixels(
         pick = rng.choice(ok, size=min(per_chip, len(ok)), replace=False)
         xs.append(image.reshape(image.shape[0], -1)[:, pick].T.astype(np.float32))
         ys.append(idx.ravel()[pick])
+        rows, cols = np.divmod(pick, chips.size)
+        src, r0, c0 = (int(t[k].iloc[i]) for k in ("source", "row", "col"))
+        keys.append(np.stack([np.full(len(pick), src), r0 + rows, c0 + cols], axis=1))
     if not xs:
         raise EmptySplitError("the training chips hold no labelled pixel with image data")
-    return np.concatenate(xs), np.concatenate(ys)
+    _, first = np.unique(np.concatenate(keys), axis=0, return_index=True)
+    first.sort()
+    return np.concatenate(xs)[first], np.concatenate(ys)[first]

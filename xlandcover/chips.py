@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -59,8 +59,8 @@ class Chips:
     ``table`` has one row per chip: ``chip`` (a stable id), ``source`` (index into
     ``sources``), ``group``, ``row``/``col`` (top-left pixel), ``minx``/``miny``/``maxx``/
     ``maxy`` (bounds in the source's CRS units), ``cx``/``cy`` (centre), ``nodata_frac``
-    (share of pixels without image data or label) and one pixel count per class,
-    ``n_<id>``.
+    (share of pixels without image data), ``labelled`` (pixels with image data and a label)
+    and one pixel count per class, ``n_<id>``.
     """
 
     sources: tuple[ChipSource, ...]
@@ -122,9 +122,10 @@ def sample_chips(
     image: xr.DataArray | Sequence[xr.DataArray],
     labels: xr.DataArray | Sequence[xr.DataArray],
     *,
-    size: int,
+    size: int | Literal["auto"],
     stride: int | None = None,
     max_nodata: float = 0.2,
+    min_labelled: int = 1,
     classes: Sequence[int | ClassInfo | Mapping[str, Any]] | None = None,
     ignore_index: int | None = None,
     groups: Sequence[str] | None = None,
@@ -138,9 +139,16 @@ def sample_chips(
         CRS, transform and shape), or sequences of such pairs (e.g. many aerial tiles).
     size, stride
         Chip size and distance between chip starts in pixels (``stride`` defaults to
-        ``size``). The last chip of each row/column ends at the raster's edge.
+        ``size``, or half of it with ``size="auto"``). The last chip of each row/column ends
+        at the raster's edge. ``"auto"``: from the pixel size and the images' extent
+        (:func:`xlandcover.recipe.auto_chip_size`); the chip size is also the predict
+        window a trained model is validated and packaged with.
     max_nodata
-        Largest share of a chip's pixels that may lack image data or a label.
+        Largest share of a chip's pixels that may lack image data.
+    min_labelled
+        Fewest labelled pixels (with image data) a chip must hold. Sparse labels (points,
+        polygons) keep every chip that holds at least this many, however much of it is
+        unlabelled; unlabelled pixels are ignored by losses and scores.
     classes
         Declared classes (ids, :class:`~xlandcover.ClassInfo` or ``{"id", "name",
         "color"}`` dicts). Label values outside them (other than nodata/ignore) raise
@@ -168,11 +176,22 @@ def sample_chips(
     group_names = [str(g) for g in groups] if groups is not None else None
     if group_names is not None and len(group_names) != len(images):
         raise ValueError(f"{len(group_names)} groups for {len(images)} images; give one each")
+    if size == "auto":
+        from .recipe import auto_chip_size, pixel_size_m
+
+        shapes = [(int(lab.shape[-2]), int(lab.shape[-1])) for lab in label_list]
+        size = auto_chip_size(shapes, pixel_size_m(images[0]))
+        stride = size // 2 if stride is None else stride
     stride = size if stride is None else stride
-    if size < 1 or stride < 1:
+    if not isinstance(size, int) or size < 1 or stride < 1:
         raise ChipSizeError(f"chip size {size} and stride {stride} must be positive")
     if not 0.0 <= max_nodata <= 1.0:
-        raise ValueError(f"max_nodata must be a share between 0 and 1, got {max_nodata}")
+        raise ChipSizeError(f"max_nodata must be a share between 0 and 1, got {max_nodata}")
+    if min_labelled < 1 or int(min_labelled) != min_labelled:
+        raise ChipSizeError(
+            f"min_labelled is a number of pixels >= 1, got {min_labelled}; it replaces the "
+            "nodata share for labels (max_nodata counts image nodata only)"
+        )
 
     sources = [
         _source(i, img, lab, group_names[i] if group_names else str(i))
@@ -208,13 +227,17 @@ def sample_chips(
         )
     for j, cid in enumerate(index.class_ids):
         table[f"n_{cid}"] = hist[:, j]
-    table["nodata_frac"] = hist[:, k] / float(size * size)
-    keep = (table["nodata_frac"] <= max_nodata) & (hist[:, :k].sum(axis=1) > 0)
+    labelled = hist[:, :k].sum(axis=1)
+    table["nodata_frac"] = hist[:, k + 2] / float(size * size)
+    table["labelled"] = labelled
+    keep = (table["nodata_frac"] <= max_nodata) & (labelled >= min_labelled)
     if not keep.any():
         raise NoChipsError(
-            f"all {len(table)} chips have more than {max_nodata:.0%} nodata or no labelled "
-            f"pixel (least nodata in a chip: {table['nodata_frac'].min():.0%}); raise "
-            "max_nodata, use smaller chips, or check the nodata values of image and labels"
+            f"all {len(table)} chips have more than {max_nodata:.0%} image nodata or fewer "
+            f"than {min_labelled} labelled pixels (least nodata in a chip: "
+            f"{table['nodata_frac'].min():.0%}, most labelled pixels: {labelled.max()}); "
+            "raise max_nodata, lower min_labelled, use other chip sizes, or check the nodata "
+            "values of image and labels"
         )
     table = table[keep].reset_index(drop=True)
     table.insert(0, "chip", np.arange(len(table)))
@@ -308,7 +331,8 @@ def _frame(i: int, src: ChipSource, rects: np.ndarray, size: int) -> pd.DataFram
 
 
 def _codes(src: ChipSource, index: ClassIndex) -> da.Array:
-    """Lazy ``(y, x)`` class index per pixel; ``index.ignore`` where unlabelled or no data."""
+    """Lazy ``(y, x)`` pixel codes: class indices ``0..K-1``, ``K`` unlabelled, ``K + 1``
+    unknown label values, ``K + 2`` no image data."""
     labels = src.labels.data
     img = src.image.data
     chunks = img.chunks[1:] if isinstance(img, da.Array) else "auto"
@@ -319,13 +343,47 @@ def _codes(src: ChipSource, index: ClassIndex) -> da.Array:
     image = da.asarray(img).rechunk({0: -1, 1: labels.chunks[0], 2: labels.chunks[1]})
     valid = image.map_blocks(valid_mask, src.image_nodata, drop_axis=0, dtype=bool)
     idx = labels.map_blocks(index, dtype=np.int64)
-    return da.where(valid | (idx == index.unknown), idx, index.ignore)
+    return da.where(valid | (idx == index.unknown), idx, index.unknown + 1)
+
+
+def distinct_counts(chips: Chips) -> np.ndarray:
+    """``(K,)`` labelled pixels per class under the chips, each pixel counted once however
+    many chips cover it (one pass over the labels, chunk by chunk)."""
+    index = ClassIndex(chips.class_ids, chips.unlabelled)
+    nbins = index.n + 3
+    parts = []
+    t = chips.table
+    for s in sorted(set(t["source"].tolist())):
+        rects = t.loc[t["source"] == s, ["row", "col"]].to_numpy()
+        codes = _codes(chips.sources[s], index)
+        row_edges = np.cumsum((0, *codes.chunks[0]))
+        col_edges = np.cumsum((0, *codes.chunks[1]))
+        blocks = codes.to_delayed()
+        for bi in range(len(codes.chunks[0])):
+            for bj in range(len(codes.chunks[1])):
+                origin = (int(row_edges[bi]), int(col_edges[bj]))
+                parts.append(
+                    dask.delayed(_covered_counts)(blocks[bi, bj], origin, rects, chips.size, nbins)
+                )
+    if not parts:
+        return np.zeros(index.n, dtype=np.int64)
+    return np.sum(dask.compute(*parts), axis=0)[: index.n]
+
+
+def _covered_counts(
+    block: np.ndarray, origin: tuple[int, int], rects: np.ndarray, size: int, nbins: int
+) -> np.ndarray:
+    covered = np.zeros(block.shape, dtype=bool)
+    for _, window in chips_in_block(rects, size, origin, block.shape):
+        covered[window] = True
+    return np.bincount(block[covered].ravel(), minlength=nbins)
 
 
 def _histograms(src: ChipSource, rects: np.ndarray, size: int, index: ClassIndex) -> Any:
-    """Delayed ``(n_chips, K + 2)`` pixel counts per chip (classes, unlabelled, unknown)."""
+    """Delayed ``(n_chips, K + 3)`` pixel counts per chip (classes, unlabelled, unknown, no
+    image data)."""
     codes = _codes(src, index)
-    nbins = index.n + 2
+    nbins = index.n + 3
     row_edges = np.cumsum((0, *codes.chunks[0]))
     col_edges = np.cumsum((0, *codes.chunks[1]))
     blocks = codes.to_delayed()

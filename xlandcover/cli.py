@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -13,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import XLandcoverError
+from .errors import WeakModelWarning, XLandcoverError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -101,7 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("--out", type=Path, help="output folder (default: the config's)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     tr.add_argument("--epochs", type=int, help="override the configured epochs")
-    tr.add_argument("--max-minutes", type=float, help="stop after this long (best kept)")
+    tr.add_argument("--max-minutes", type=float,
+                    help="time budget: the schedule is sized to it (best kept)")  # fmt: skip
+    tr.add_argument("--recipe", choices=["auto", "none"],
+                    help="settings from the data (auto, default) or fixed defaults")  # fmt: skip
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     ev = sub.add_parser("evaluate", help="score a model on a held-out partition")
@@ -296,17 +300,22 @@ def _train(args: argparse.Namespace) -> int:
         settings["epochs"] = args.epochs
     if args.max_minutes is not None:
         settings["max_minutes"] = args.max_minutes
+    if args.recipe is not None:
+        settings["recipe"] = args.recipe
     out = args.out or cfg.out_dir
-    result = train(
-        splits,
-        out_dir=out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        config=cfg.train_config(),
-        description=cfg.raw.get("output", {}).get("description", ""),
-        extra={"config": cfg.path.name, "split": splits.assignment.to_dict("list")},
-        **settings,
-    )
+    with warnings.catch_warnings():
+        # the verdict against the per-pixel forest is logged already, as a WARNING line
+        warnings.simplefilter("ignore", WeakModelWarning)
+        result = train(
+            splits,
+            out_dir=out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            config=cfg.train_config(),
+            description=cfg.raw.get("output", {}).get("description", ""),
+            extra={"config": cfg.path.name, "split": splits.assignment.to_dict("list")},
+            **settings,
+        )
     log.info("%s", result.history.to_string(index=False))
     log.info(
         "best epoch %d: validation mIoU %.3f -> %s",

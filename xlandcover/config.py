@@ -93,12 +93,14 @@ class RunConfig:
     def chips(self) -> Chips:
         images, labels, groups = self.data()
         c = self.raw.get("chips", {})
+        size = c.get("size", "auto")
         return sample_chips(
             images,
             labels,
-            size=int(c.get("size", 256)),
+            size=size if size == "auto" else int(size),
             stride=c.get("stride"),
             max_nodata=float(c.get("max_nodata", 0.2)),
+            min_labelled=int(c.get("min_labelled", 1)),
             classes=self.classes or None,
             ignore_index=self.raw["data"].get("ignore_index"),
             groups=groups,

@@ -114,3 +114,19 @@ class CatalogUnreachableError(XLandcoverError, ConnectionError):
 
 class MinimumMappingUnitError(XLandcoverError, ValueError):
     """The minimum mapping unit (sieve size) or its connectivity cannot be used."""
+
+
+class TrainingSettingsError(XLandcoverError, ValueError):
+    """A training setting is unknown or has a value that cannot be used."""
+
+
+class ScheduleCutWarning(XLandcoverWarning):
+    """Training stopped (time budget) before its learning-rate schedule ended."""
+
+
+class WeakModelWarning(XLandcoverWarning):
+    """The trained network does not beat a per-pixel random forest on the validation pixels."""
+
+
+class SplitWarning(XLandcoverWarning):
+    """A spatial split lost many chips to the buffer, or left classes out of a partition."""

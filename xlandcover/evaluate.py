@@ -127,17 +127,38 @@ def _report(cm: object, package: ModelPackage) -> Report:
 
 
 def regions_of(chips: Chips, margin: int) -> Iterator[Region]:
-    """Per source holding chips: their bounding box grown by ``margin`` px (clipped)."""
+    """Per source, one region per cluster of chips: the bounding box of chips whose
+    ``margin``-grown boxes touch, grown by ``margin`` px (clipped). Scattered blocks (a spatial
+    split) are predicted as several small regions instead of one box spanning the scene."""
     t = chips.table
     for s in sorted(set(t["source"].tolist())):
         src = chips.sources[s]
-        rows_, cols_ = (t.loc[t["source"] == s, k].to_numpy() for k in ("row", "col"))
+        tops = t.loc[t["source"] == s, ["row", "col"]].to_numpy()
         h, w = src.labels.shape
-        r0, c0 = max(int(rows_.min()) - margin, 0), max(int(cols_.min()) - margin, 0)
-        r1 = min(int(rows_.max()) + chips.size + margin, h)
-        c1 = min(int(cols_.max()) + chips.size + margin, w)
-        rects = np.stack([rows_ - r0, cols_ - c0], axis=1)
-        yield Region(src, slice(r0, r1), slice(c0, c1), rects, chips.size, chips.unlabelled)
+        for members in _clusters(tops, chips.size, margin):
+            rows_, cols_ = tops[members, 0], tops[members, 1]
+            r0, c0 = max(int(rows_.min()) - margin, 0), max(int(cols_.min()) - margin, 0)
+            r1 = min(int(rows_.max()) + chips.size + margin, h)
+            c1 = min(int(cols_.max()) + chips.size + margin, w)
+            rects = np.stack([rows_ - r0, cols_ - c0], axis=1)
+            yield Region(src, slice(r0, r1), slice(c0, c1), rects, chips.size, chips.unlabelled)
+
+
+def _clusters(tops: np.ndarray, size: int, margin: int) -> list[np.ndarray]:
+    """Indices of chips (top-left ``tops``) grouped by connected ``margin``-grown boxes, on
+    the grid of the boxes' own edges (cheap for any raster size)."""
+    from scipy import ndimage
+
+    lo, hi = tops - margin, tops + size + margin
+    edges = [np.unique(np.concatenate([lo[:, k], hi[:, k]])) for k in (0, 1)]
+    a = [np.searchsorted(edges[k], lo[:, k]) for k in (0, 1)]
+    b = [np.searchsorted(edges[k], hi[:, k]) for k in (0, 1)]
+    covered = np.zeros((len(edges[0]) - 1, len(edges[1]) - 1), dtype=bool)
+    for r0, r1, c0, c1 in zip(a[0], b[0], a[1], b[1], strict=True):
+        covered[r0:r1, c0:c1] = True
+    labels, _ = ndimage.label(covered)  # 4-connected: boxes that share an edge or overlap
+    cluster = labels[a[0], a[1]]
+    return [np.flatnonzero(cluster == c) for c in np.unique(cluster)]
 
 
 def _regions(

@@ -210,12 +210,24 @@ class ModelPackage:
 
 
 def build_architecture(architecture: str, arch_kwargs: Mapping[str, Any]) -> torch.nn.Module:
-    """An smp model by architecture name, never downloading weights."""
+    """An smp model by architecture name, never downloading weights.
+
+    ``arch_kwargs`` are smp's (``encoder_name``, ``in_channels``, ``classes``, ...), plus our
+    ``pixel_branch``: the width of a per-pixel 1x1-convolution branch whose logits are added
+    to the model's (:class:`xlandcover._nets.PixelBranch`); 0 or absent: none.
+    """
     from ._torch import smp
 
     kwargs = {**arch_kwargs, "encoder_weights": None}
+    width = int(kwargs.pop("pixel_branch", 0) or 0)
     try:
-        return smp.create_model(architecture, **kwargs)
+        base = smp.create_model(architecture, **kwargs)
+        if not width:
+            return base
+        from ._nets import PixelBranch
+
+        channels = int(kwargs.get("in_channels", 3))
+        return PixelBranch(base, channels, int(kwargs.get("classes", 1)), width)
     except KeyError as err:
         names = sorted(smp.MODEL_ARCHITECTURES_MAPPING)
         raise ModelPackageError(
@@ -282,11 +294,50 @@ def save_model(
     >>> save_model(net, "landcover.xlc", bands=["red", "green", "blue"],
     ...            classes=[{"id": 1, "name": "water", "color": "#1f78b4"}])  # doctest: +SKIP
     """
-    from safetensors.numpy import save as save_tensors
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")
+    blob = package_model(
+        model,
+        bands=bands,
+        classes=classes,
+        normalization=normalization,
+        window=window,
+        overlap=overlap,
+        nodata=nodata,
+        architecture=architecture,
+        arch_kwargs=arch_kwargs,
+        description=description,
+        extra=extra,
+    ).blob
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_bytes(blob)  # ordinary permissions (mkstemp would make it owner-only)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return package_from_bytes(blob, path=path)
+
+
+def package_model(
+    model: torch.nn.Module,
+    *,
+    bands: Sequence[str],
+    classes: Sequence[ClassInfo | Mapping[str, Any]],
+    normalization: Mapping[str, Sequence[float]] | None = None,
+    window: int = 512,
+    overlap: int | None = None,
+    nodata: float | None = None,
+    architecture: str | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    description: str = "",
+    extra: Mapping[str, Any] | None = None,
+) -> ModelPackage:
+    """The package :func:`save_model` would write, held in memory (``path`` is None)."""
+    from safetensors.numpy import save as save_tensors
+
     if architecture is None:
         config = getattr(model, "config", None)
         if not isinstance(config, Mapping):
@@ -322,16 +373,7 @@ def save_model(
             )
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
     header = {_META_KEY: meta.to_json(), "weights_sha256": _weights_digest(state)}
-    blob = save_tensors(state, metadata=header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(blob)  # ordinary permissions (mkstemp would make it owner-only)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return package_from_bytes(blob, path=path)
+    return package_from_bytes(save_tensors(state, metadata=header))
 
 
 def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage:

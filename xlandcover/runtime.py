@@ -173,6 +173,14 @@ def _load(package: ModelPackage, device: str) -> LoadedModel:
     return LoadedModel(module=module, device=device, lock=threading.Lock(), size_multiple=multiple)
 
 
+def forget(sha256: str) -> None:
+    """Drop the modules of one package from this process's cache (e.g. a validation
+    candidate during training, which is never used again)."""
+    with _CACHE_LOCK:
+        for key in [k for k in _CACHE if k[0] == sha256]:
+            del _CACHE[key]
+
+
 def clear_cache() -> None:
     """Forget every loaded model in this process (tests; freeing GPU memory)."""
     with _CACHE_LOCK:

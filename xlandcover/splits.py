@@ -9,38 +9,53 @@ closer than ``buffer`` to a chip of another partition. The test set is never thi
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from .chips import Chips
-from .errors import EmptySplitError
+from .chips import Chips, distinct_counts
+from .errors import EmptySplitError, SplitWarning
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class Splits:
-    """The three partitions; ``assignment`` says which block went where."""
+    """The three partitions; ``assignment`` says which block went where, ``dropped`` how
+    many chips of each partition the buffer removed."""
 
     train: Chips
     val: Chips
     test: Chips
     assignment: pd.DataFrame
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    block_size: float | None = None
+    units: str = ""
 
     def __iter__(self) -> Iterator[Chips]:
         return iter((self.train, self.val, self.test))
 
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{name} {len(part)} chips ({self.dropped.get(name, 0)} dropped)"
+            for name, part in zip(SPLITS, self, strict=True)
+        )
+        return f"<Splits: {parts}; {len(self.assignment)} blocks>"
+
     def summary(self) -> pd.DataFrame:
-        """Chips, blocks and labelled pixels per class and partition."""
+        """Chips kept and dropped by the buffer, blocks, and labelled pixels per class and
+        partition, each pixel counted once however many chips cover it."""
         rows = {}
         for name, part in zip(SPLITS, self, strict=True):
-            counts = part.counts.sum(axis=0) if len(part) else np.zeros(len(part.class_ids))
+            counts = distinct_counts(part) if len(part) else np.zeros(len(part.class_ids))
             rows[name] = {
                 "chips": len(part),
+                "dropped": int(self.dropped.get(name, 0)),
                 "blocks": int((self.assignment["split"] == name).sum()),
                 **{c.name: int(n) for c, n in zip(part.classes, counts, strict=True)},
             }
@@ -50,13 +65,14 @@ class Splits:
 def spatial_split(
     chips: Chips,
     *,
-    block_size: float | None = None,
+    block_size: float | Literal["auto"] | None = None,
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     buffer: float = 0.0,
     seed: int = 0,
     by: Literal["block", "group", "source"] = "block",
     units: Literal["crs", "pixels"] = "crs",
     assign: Mapping[str, Sequence[str]] | None = None,
+    stratify: bool = True,
 ) -> Splits:
     """Split chips into train/val/test by contiguous spatial blocks.
 
@@ -66,7 +82,9 @@ def spatial_split(
         From :func:`~xlandcover.sample_chips`.
     block_size
         Side of the square blocks (``by="block"``), in CRS units or pixels (``units``). A
-        chip belongs to the block holding its centre.
+        chip belongs to the block holding its centre. ``"auto"``:
+        :func:`recommend_block_size` (blocks several chips and buffers wide, and at least
+        about 20 of them).
     fractions
         Target shares of chips for train, val and test (summing to 1; a 0 leaves that
         partition empty on purpose). Whole blocks are assigned, in a seeded random order, each
@@ -81,47 +99,154 @@ def spatial_split(
     assign
         Explicit blocks per partition instead of random ones, e.g.
         ``{"val": ["tile-6"], "test": ["tile-7"]}``; unnamed blocks go to train.
+    stratify
+        Before the shares are filled, every class present in at least two blocks gets a block
+        in test and in train (and in val when it is in three), rarest classes first. A class
+        present in only one block raises :class:`~xlandcover.errors.EmptySplitError` (it could
+        not be both learnt and scored); ``stratify=False`` accepts that.
+
+    Warns (:class:`~xlandcover.errors.SplitWarning`) when the buffer drops more than a third
+    of a partition's chips, or a class present in the chips is missing from train or test.
     """
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or (fr < 0).any() or not np.isclose(fr.sum(), 1.0):
-        raise ValueError(f"fractions must be three shares >= 0 summing to 1, got {fractions}")
+        raise EmptySplitError(f"fractions must be three shares >= 0 summing to 1, got {fractions}")
     if buffer < 0:
-        raise ValueError(f"buffer must be >= 0, got {buffer}")
+        raise EmptySplitError(f"buffer must be >= 0, got {buffer}")
     table = chips.table
     scale = _unit_scale(chips, units)
+    unit_name = _unit_name(chips, units)
+    if block_size == "auto":
+        block_size = recommend_block_size(chips, buffer=buffer, units=units)
     blocks = _block_keys(chips, by, None if block_size is None else block_size * scale)
     keys, inverse = np.unique(blocks, return_inverse=True)
     if assign is not None:
         split_of_block = _explicit(keys, assign)
     else:
         sizes = np.bincount(inverse, minlength=len(keys))
-        split_of_block = _greedy(sizes, fr, np.random.default_rng(seed))
+        presence = None
+        if stratify:
+            presence = np.zeros((len(keys), len(chips.class_ids)), dtype=bool)
+            np.logical_or.at(presence, inverse, chips.counts > 0)
+            _check_strata(presence, fr, chips, block_size, unit_name)
+        split_of_block = _greedy(sizes, fr, np.random.default_rng(seed), presence)
     for s, name in enumerate(SPLITS):
         if ((assign is None and fr[s] > 0) or (assign and name in assign)) and not (
             split_of_block == s
         ).any():
             raise EmptySplitError(
                 f"the {name} partition got no block: {len(keys)} block(s) "
-                f"for fractions {tuple(fractions)}. Use a smaller block_size, more data, "
-                f"or set its fraction to 0 if you do not want a {name} set"
+                f"for fractions {tuple(fractions)}. Use a smaller block_size (it is in "
+                f"{unit_name}; block_size='auto' suggests one), more data, or set its "
+                f"fraction to 0 if you do not want a {name} set"
             )
-    split = split_of_block[inverse]
-    split = _apply_buffer(table, split, buffer * scale, chips)
+    before = split_of_block[inverse]
+    split = _apply_buffer(table, before, buffer * scale, chips)
     parts = []
+    dropped = {}
     for s, name in enumerate(SPLITS):
         part = chips.subset(split == s)
+        dropped[name] = int(((before == s) & (split != s)).sum())
         wanted = fr[s] > 0 if assign is None else (name == "train" or name in assign)
         if wanted and len(part) == 0:
             raise EmptySplitError(
                 f"the {name} partition lost all its chips: they overlap or lie within the "
-                f"buffer ({buffer}) of chips of the other partitions. Use a smaller buffer or "
-                "larger blocks, or check for rasters covering the same place"
+                f"buffer ({buffer} {unit_name}) of chips of the other partitions. Use a "
+                "smaller buffer or larger blocks, or check for rasters covering the same place"
             )
         parts.append(part)
     assignment = pd.DataFrame({"block": keys, "split": [SPLITS[s] for s in split_of_block]}).astype(
         {"block": str}
     )
-    return Splits(parts[0], parts[1], parts[2], assignment)
+    result = Splits(parts[0], parts[1], parts[2], assignment, dropped,
+                    None if block_size is None else float(block_size), unit_name)  # fmt: skip
+    _warn_losses(result, chips, buffer, unit_name, before)
+    return result
+
+
+def recommend_block_size(
+    chips: Chips, *, buffer: float = 0.0, units: Literal["crs", "pixels"] = "crs"
+) -> float:
+    """A block side (in ``units``) for :func:`spatial_split`: about six chips plus buffers
+    wide, so the buffer drops few chips, but small enough for about 20 blocks over the
+    chips' extent, so every partition gets several. Rounded to whole chips."""
+    res = float(np.mean([max(s.resolution) for s in chips.sources]))
+    per_unit = 1.0 if units == "crs" else res
+    chip = chips.size * res / per_unit
+    wide = 6.0 * (chip + buffer)
+    t = chips.table
+    area = 0.0
+    for _, group in t.groupby("source"):
+        area += float((group["maxx"].max() - group["minx"].min()) *
+                      (group["maxy"].max() - group["miny"].min()))  # fmt: skip
+    many = math.sqrt(area / 20.0) / per_unit
+    return float(max(1, round(min(wide, many) / chip)) * chip)
+
+
+def _check_strata(
+    presence: np.ndarray, fr: np.ndarray, chips: Chips, block_size: object, unit_name: str
+) -> None:
+    if fr[2] == 0 or fr[0] == 0:
+        return
+    lonely = [c.name for c, n in zip(chips.classes, presence.sum(axis=0), strict=True) if n == 1]
+    if lonely:
+        raise EmptySplitError(
+            f"classes {lonely} are each present in one block only (block_size {block_size} "
+            f"{unit_name}), so they cannot be both in train and in test. Use smaller blocks "
+            "(block_size='auto' suggests one), more data, declare them unlabelled, or pass "
+            "stratify=False to accept classes that are learnt but never scored (or scored but "
+            "never learnt)"
+        )
+
+
+def _warn_losses(
+    splits: Splits, chips: Chips, buffer: float, unit_name: str, before: np.ndarray
+) -> None:
+    heavy = [
+        f"{name} {splits.dropped[name]} of {int((before == s).sum())}"
+        for s, name in enumerate(SPLITS)
+        if splits.dropped[name] * 3 > (before == s).sum() > 0
+    ]
+    if heavy:
+        advice = recommend_block_size(chips, buffer=buffer)
+        warnings.warn(
+            f"chips overlapping or within the buffer ({buffer} {unit_name}) of another "
+            f"partition were dropped: more than a third of {', '.join(heavy)} chips. Use "
+            f"larger blocks (recommended here: block_size={advice:g} "
+            f"{_unit_name(chips, 'crs')}), smaller chips, a larger stride or a smaller buffer",
+            SplitWarning,
+            stacklevel=3,
+        )
+    present = chips.counts.sum(axis=0) > 0
+    for name in ("train", "test"):
+        part = getattr(splits, name)
+        if len(part) == 0:
+            continue
+        have = part.counts.sum(axis=0) > 0
+        missing = [
+            c.name for c, p, h in zip(chips.classes, present, have, strict=True) if p and not h
+        ]
+        if missing:
+            warnings.warn(
+                f"classes {missing} are in the chips but not in the {name} partition; "
+                f"{'the model cannot learn them' if name == 'train' else 'they are not scored'}."
+                " Use smaller blocks, a smaller buffer or another seed",
+                SplitWarning,
+                stacklevel=3,
+            )
+
+
+def _unit_name(chips: Chips, units: str) -> str:
+    if units == "pixels":
+        return "pixels"
+    src = chips.sources[0]
+    if src.frame.startswith("pixels:"):
+        return "pixels (no CRS)"
+    crs = src.image.rio.crs
+    if crs.is_geographic:
+        return f"degrees ({crs.to_string()}; units='pixels' gives sizes in pixels)"
+    unit = crs.linear_units or "CRS units"
+    return {"metre": "metres", "meter": "metres"}.get(unit, unit)
 
 
 def _unit_scale(chips: Chips, units: str) -> np.ndarray:
@@ -129,7 +254,7 @@ def _unit_scale(chips: Chips, units: str) -> np.ndarray:
     if units == "crs":
         return np.ones(len(chips.table))
     if units != "pixels":
-        raise ValueError(f"units must be 'crs' or 'pixels', got {units!r}")
+        raise EmptySplitError(f"units must be 'crs' or 'pixels', got {units!r}")
     res = np.array([max(s.resolution) for s in chips.sources])
     return res[chips.table["source"].to_numpy()]
 
@@ -142,30 +267,60 @@ def _block_keys(chips: Chips, by: str, block_size: np.ndarray | None) -> np.ndar
     if by == "source":
         return t["source"].astype(str).to_numpy()
     if by != "block":
-        raise ValueError(f"by must be 'block', 'group' or 'source', got {by!r}")
+        raise EmptySplitError(f"by must be 'block', 'group' or 'source', got {by!r}")
     if block_size is None or (block_size <= 0).any():
-        raise ValueError("by='block' needs a positive block_size")
+        raise EmptySplitError(
+            "by='block' needs a positive block_size (block_size='auto' suggests one)"
+        )
     bx = np.floor(t["cx"].to_numpy() / block_size).astype(np.int64)
     by_ = np.floor(t["cy"].to_numpy() / block_size).astype(np.int64)
     return np.array([f"{f}|{x}|{y}" for f, x, y in zip(frames, bx, by_, strict=True)])
 
 
-def _greedy(sizes: np.ndarray, fractions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Blocks, in random order, each to the partition furthest below its target share."""
-    out = np.zeros(len(sizes), dtype=np.int64)
+def _greedy(
+    sizes: np.ndarray,
+    fractions: np.ndarray,
+    rng: np.random.Generator,
+    presence: np.ndarray | None = None,
+) -> np.ndarray:
+    """Blocks, in random order, each to the partition furthest below its target share.
+
+    With ``presence`` (blocks x classes), first every class gets a block in test, train and
+    val (in that order, as far as it has blocks), rarest classes first.
+    """
+    out = np.full(len(sizes), -1, dtype=np.int64)
     have = np.zeros(3)
     total = sizes.sum()
-    # the smallest partitions choose first, so a small val/test set is not starved
-    for n, b in enumerate(rng.permutation(len(sizes))):
-        need = fractions * total - have
-        need[fractions == 0] = -np.inf
-        if n < 3 and (fractions > 0).sum() > n:
-            order = np.argsort(np.where(fractions > 0, fractions, np.inf), kind="stable")
-            s = int(order[n])
-        else:
-            s = int(np.argmax(need))
+    order = rng.permutation(len(sizes))
+
+    def give(b: int, s: int) -> None:
         out[b] = s
         have[s] += sizes[b]
+
+    if presence is not None:
+        targets = [s for s in (2, 0, 1) if fractions[s] > 0]
+        for c in np.argsort(presence.sum(axis=0), kind="stable"):
+            if not presence[:, c].any():
+                continue
+            for s in targets:
+                if (out[presence[:, c]] == s).any():
+                    continue
+                free = [b for b in order if out[b] < 0 and presence[b, c]]
+                if free:
+                    give(int(free[0]), s)
+    # the smallest partitions choose first, so a small val/test set is not starved
+    by_size = np.argsort(np.where(fractions > 0, fractions, np.inf), kind="stable")
+    for s in by_size[: int((fractions > 0).sum())]:
+        if not (out == s).any():
+            free = [b for b in order if out[b] < 0]
+            if free:
+                give(int(free[0]), int(s))
+    for b in order:
+        if out[b] >= 0:
+            continue
+        need = fractions * total - have
+        need[fractions == 0] = -np.inf
+        give(int(b), int(np.argmax(need)))
     return out
 
 
@@ -174,7 +329,7 @@ def _explicit(keys: np.ndarray, assign: Mapping[str, Sequence[str]]) -> np.ndarr
     known = set(keys.tolist())
     for name, blocks in assign.items():
         if name not in SPLITS:
-            raise ValueError(f"assign keys must be among {SPLITS}, got {name!r}")
+            raise EmptySplitError(f"assign keys must be among {SPLITS}, got {name!r}")
         for b in blocks:
             if str(b) not in known:
                 raise EmptySplitError(
