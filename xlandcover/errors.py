@@ -114,3 +114,12 @@ class CatalogUnreachableError(XLandcoverError, ConnectionError):
 
 class MinimumMappingUnitError(XLandcoverError, ValueError):
     """The minimum mapping unit (sieve size) or its connectivity cannot be used."""
+
+
+class SampleDesignError(XLandcoverError, ValueError):
+    """An accuracy sample or its design cannot be used: strata, sizes or allocation are wrong."""
+
+
+class NonProbabilitySampleWarning(XLandcoverWarning):
+    """The accuracy sample is not a probability sample of the map (for example training or
+    validation chips): its accuracy and area estimates are not design-unbiased."""
