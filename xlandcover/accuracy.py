@@ -35,7 +35,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,8 +247,15 @@ class AreaAccuracy:
         lines = []
         if not self.probability_sample:
             lines += ["NOT A PROBABILITY SAMPLE: these estimates are not design-unbiased.", ""]
+        table = self.table(area_unit=area_unit)
+        areas = [c for c in table.columns if c.startswith(("area", "map area", "± CI"))]
+        big = bool((table[areas].abs() >= 100).to_numpy().any())
+        formats: dict[str, Callable[[Any], str]] = {
+            c: (_big if big else _small) if c in areas else _acc for c in table.columns
+        }
+        formats["units (map)"] = str
         lines += [
-            self.table(area_unit=area_unit).to_string(float_format=_fmt),
+            table.to_string(formatters=formats),
             "",
             f"overall accuracy  {self.overall_accuracy:.3f} ± {half:.3f} ({self.n} units, "
             f"{len(self.strata)} strata; ± is the 95 % CI half-width)",
@@ -290,8 +297,16 @@ class AreaAccuracy:
         return ax
 
 
-def _fmt(v: float) -> str:
-    return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.0f}"
+def _big(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _small(v: float) -> str:
+    return f"{v:,.2f}"
+
+
+def _acc(v: float) -> str:
+    return f"{v:.3f}"
 
 
 # --- inputs -------------------------------------------------------------------------------------
