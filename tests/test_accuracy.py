@@ -209,8 +209,10 @@ def test_plot_and_text(tmp_path):
 
 def test_sample_without_strata_or_inclusion_information():
     sample = stehman_sample().drop(columns="stratum")
-    with pytest.raises(SampleDesignError, match="no stratum column 'stratum' and no stratum"):
+    with pytest.raises(SampleDesignError, match="no stratum column 'stratum' and no inclusion"):
         xlc.assess_sample(sample)
+    with pytest.raises(SampleDesignError, match="and no equal inclusion probabilities"):
+        xlc.assess_sample(sample.assign(inclusion_probability=np.linspace(0.1, 0.2, 40)))
 
 
 def test_stratum_sizes_missing_or_smaller_than_the_sample():
@@ -277,3 +279,24 @@ def test_marked_and_missing_inclusion_probabilities_warn():
     gappy = stehman_sample().assign(inclusion_probability=pi)
     with pytest.warns(NonProbabilitySampleWarning, match=r"1 unit.* no valid inclusion"):
         xlc.assess_sample(gappy, stratum_sizes=STEHMAN_SIZES)
+
+
+def test_stratum_sizes_from_inclusion_probabilities_and_geodesic_areas():
+    from .test_sampling import blocky_map
+
+    labels = blocky_map(40, 40, chunk=16)
+    geo = labels.assign_coords(y=np.linspace(60.0, 59.0, 40), x=np.linspace(10.0, 11.0, 40))
+    geo = geo.rio.write_crs("EPSG:4326").rio.write_transform(None)
+    geo = geo.rio.write_transform(geo.rio.transform(recalc=True))
+    sample = xlc.sample_design(geo, n=60, allocation="equal", seed=1)
+    sample["reference"] = sample["map"]  # a perfect map
+    full = xlc.assess_sample(sample)
+    by_pi = xlc.assess_sample(sample.drop(columns="stratum_pixels"))  # N_h = n_h / pi_h
+    np.testing.assert_allclose(by_pi.strata["pixels"], full.strata["pixels"])
+    np.testing.assert_allclose(by_pi.classes["area"], full.classes["area"])
+    # the map's areas are the strata's geodesic areas; the estimates weigh each unit by its
+    # own pixel area (pixels shrink northwards), so they are close but not equal to them
+    hectares = geo.landcover.area()["hectares"].to_numpy()
+    np.testing.assert_allclose(full.classes["map_area"] / 1e4, hectares, rtol=1e-12)
+    np.testing.assert_allclose(full.classes["area"] / 1e4, hectares, rtol=0.02)
+    assert full.overall_accuracy == 1.0 and (full.classes["users_accuracy_se"] == 0).all()

@@ -401,12 +401,13 @@ def _strata(
     elif pi is not None and pi.notna().all() and np.allclose(pi, pi.iloc[0]):
         labels = pd.Series("all", index=sample.index)  # equal probabilities: one stratum
     else:
+        what = "inclusion probabilities" if pi is None else "equal inclusion probabilities"
         raise SampleDesignError(
-            f"the sample has no stratum column {stratum!r} and no stratum sizes or inclusion "
-            "probabilities, so its design is unknown and no estimator applies. Give the "
-            "column holding each unit's stratum (stratum=...) and stratum_sizes={stratum: "
-            "pixels}, or an 'inclusion_probability' column; for a simple random sample pass "
-            "stratum=None, stratum_sizes=<pixels in the population>"
+            f"the sample has no stratum column {stratum!r} and no {what}, so its design is "
+            "unknown and no estimator applies. Give the column holding each unit's stratum "
+            "(stratum=...) with stratum_sizes={stratum: pixels} or an 'inclusion_probability' "
+            "column; for a simple random sample pass stratum=None, stratum_sizes=<pixels in "
+            "the population>"
         )
     n_h = labels.value_counts(sort=False)
     sizes: dict[Hashable, float]
