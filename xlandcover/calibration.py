@@ -39,6 +39,7 @@ __all__ = [
     "fit_temperature",
     "plot_reliability",
     "reliability_table",
+    "softmax",
 ]
 
 
