@@ -1,7 +1,9 @@
+import json
 import logging
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +95,38 @@ def test_demo_makes_a_map_of_each_embedded_scene(tmp_path, scene):
     # scored at mIoU 0.53 on its held-out tile, so a broken model or pipeline shows here
     miou = float(re.search(r"mIoU \(macro\)\s+([0-9.]+)", out.stderr).group(1))
     assert miou > (0.45 if scene == "dubai" else 0.25)
+
+
+NLCD_DEMO = Path(xlc.__file__).parent / "data" / "zion-landsat8-nlcd-demo.tif"
+
+
+def test_cli_sample_design_and_assess(tmp_path, capsys, caplog):
+    out = tmp_path / "sample.gpkg"
+    args = [str(NLCD_DEMO), "--n", "300", "--min-per-stratum", "5", "--out", str(out)]
+    with caplog.at_level(logging.INFO, logger="xlandcover"):
+        assert main(["sample-design", *args, "--seed", "4"]) == 0
+    assert "fill the 'reference' column" in caplog.text
+    sample = xlc.read_sample(out)
+    assert len(sample) == 300 and sample.crs.to_epsg() == 32612
+    assert main(["sample-design", *args]) == 1  # exists: a plain error
+    # a person labels the points: here the NLCD map itself, with one class confused
+    with rasterio.open(NLCD_DEMO) as src:
+        truth = src.read(1)
+    sample["ref"] = truth[sample["row"], sample["col"]]
+    sample.loc[sample["ref"] == 4, "ref"] = np.where(sample.index % 2, 4, 5)[sample["ref"] == 4]
+    xlc.write_sample(sample, tmp_path / "labelled.gpkg")
+    capsys.readouterr()
+    assert main(["assess", str(tmp_path / "labelled.gpkg"), "--reference-column", "ref"]) == 0
+    printed = capsys.readouterr().out
+    assert "area (ha)" in printed and "overall accuracy" in printed
+    doc = json.loads((tmp_path / "labelled-accuracy.json").read_text())
+    assert doc["probability_sample"] and doc["n"] == 300
+    assert doc["classes"]["5"]["area"] > doc["classes"]["5"]["map_area"]  # forest -> shrub
+    assert (tmp_path / "labelled-areas.png").stat().st_size > 5_000
+    # n from a target standard error of overall accuracy (Olofsson et al. 2014, eq. 13)
+    target = ["--target-se", "0.02", "--users-accuracy", "0.85", "--min-per-stratum", "2"]
+    target += ["--out", str(tmp_path / "t.csv")]
+    with caplog.at_level(logging.INFO, logger="xlandcover"):
+        assert main(["sample-design", str(NLCD_DEMO), *target]) == 0
+    assert "n = 319 for a standard error of 0.020" in caplog.text  # 0.85 * 0.15 / 0.02^2
+    assert main(["sample-design", str(NLCD_DEMO), "--out", str(tmp_path / "x.csv")]) == 2

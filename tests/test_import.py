@@ -6,7 +6,7 @@ def test_import_is_light():
     code = (
         "import sys, xlandcover; "
         "heavy = [m for m in ('torch', 'segmentation_models_pytorch', 'timm', 'distributed', "
-        "'stackstac', 'pystac_client') if m in sys.modules]; print(heavy)"
+        "'stackstac', 'pystac_client', 'geopandas', 'pyogrio') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

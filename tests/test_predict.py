@@ -69,6 +69,18 @@ def reference_probabilities(image: np.ndarray, package, window: int, overlap: in
     return acc / total
 
 
+def reference_layers(probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Confidence, margin and normalised entropy in uint8 steps of 1/254, computed directly."""
+    top = np.sort(probs, axis=0)
+    plogp = np.where(probs > 0, probs * np.log(np.where(probs > 0, probs, 1.0)), 0.0)
+    values = {
+        "confidence": top[-1],
+        "margin": top[-1] - top[-2],
+        "entropy": -plogp.sum(0) / np.log(probs.shape[0]),
+    }
+    return {k: np.rint(254 * np.clip(v, 0, 1)).astype(int) for k, v in values.items()}
+
+
 def assert_same_prediction(probs_a, probs_b, labels_a, labels_b, ids, atol=1e-5):
     np.testing.assert_allclose(probs_a, probs_b, atol=atol, rtol=0)
     top2 = np.sort(probs_a, axis=0)[-2:]
@@ -112,14 +124,20 @@ def test_chunking_never_changes_the_prediction(
     ref_p = xlc.predict(img, tiny_package, output="probabilities", **kw).values
     ref_l = xlc.predict(img, tiny_package, **kw).values
     chunked = img.chunk({"y": chunk_y, "x": chunk_x})
+    layers = ("probabilities", "confidence", "margin", "entropy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RechunkWarning)
-        probs = xlc.predict(chunked, tiny_package, output="probabilities", chunks=None, **kw)
+        ds = xlc.predict(chunked, tiny_package, output=layers, chunks=None, **kw).compute()
         labels = xlc.predict(chunked, tiny_package, chunks=None, **kw).values
-    probs = probs.values
+    probs = ds["probability"].values
     assert probs.shape == (4, height, width) and labels.shape == (height, width)
     assert_same_prediction(probs, ref_p, labels, ref_l, tiny_package.metadata.class_ids)
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+    # the uncertainty layers of one model run, as independent of the chunking as the
+    # probabilities (uint8 steps of 1/254: float noise moves a value by at most one step)
+    for name, want in reference_layers(ref_p).items():
+        assert ds[name].dtype == np.uint8, name
+        assert np.abs(ds[name].values.astype(int) - want).max() <= 1, name
 
 
 def test_batch_size_does_not_change_the_prediction(tiny_package):

@@ -7,6 +7,7 @@ is built or run.
 import logging as _logging
 
 from . import accessor as _accessor  # noqa: F401  (registers DataArray.landcover)
+from .accuracy import AreaAccuracy, assess_error_matrix, assess_sample
 from .baseline import random_forest_baseline
 from .chips import Chips, sample_chips
 from .errors import XLandcoverError
@@ -17,12 +18,14 @@ from .metrics import Report, confusion_matrix
 from .package import ClassInfo, ModelPackage, load_model, save_model
 from .predict import predict
 from .presets import Band, PixelMask, StacPreset, register_preset
+from .sampling import read_sample, sample_design, sample_size, write_sample
 from .splits import Splits, spatial_split
 from .stac import load_stac
 from .train import TrainConfig, TrainResult, train
 from .write import to_cog, to_zarr
 
 __all__ = [
+    "AreaAccuracy",
     "Band",
     "Chips",
     "ClassInfo",
@@ -34,6 +37,8 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "XLandcoverError",
+    "assess_error_matrix",
+    "assess_sample",
     "confusion_matrix",
     "evaluate",
     "labels_from_colors",
@@ -43,14 +48,18 @@ __all__ = [
     "open_raster",
     "predict",
     "random_forest_baseline",
+    "read_sample",
     "register_preset",
     "sample_chips",
+    "sample_design",
+    "sample_size",
     "save_model",
     "score_map",
     "spatial_split",
     "to_cog",
     "to_zarr",
     "train",
+    "write_sample",
 ]
 __version__ = "0.1.0"
 

@@ -25,7 +25,8 @@ class LandcoverAccessor:
         self._obj = obj
 
     def predict(self, model: ModelPackage | str | os.PathLike[str], **kwargs: Any) -> xr.DataArray:
-        """Lazy land-cover prediction; see :func:`xlandcover.predict`."""
+        """Lazy land-cover prediction; see :func:`xlandcover.predict` (a Dataset when
+        ``output`` is a tuple of layers)."""
         from .predict import predict
 
         return predict(self._obj, model, **kwargs)

@@ -1,4 +1,5 @@
-"""Command line: ``xlandcover demo`` and ``xlandcover predict``."""
+"""Command line: ``xlandcover demo``, ``predict``, ``train``, ``evaluate``, ``sample-design``
+and ``assess``."""
 
 from __future__ import annotations
 
@@ -115,14 +116,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--out", type=Path, help="folder for report.json and plots")
     ev.add_argument("--baseline", action="store_true", help="also a random-forest baseline")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    ev.add_argument(
+        "--calibration",
+        action="store_true",
+        help="also the expected calibration error before/after the package's temperature",
+    )
+
+    sd = sub.add_parser(
+        "sample-design", help="draw a stratified random sample of a map for accuracy and area"
+    )
+    sd.add_argument("map", type=Path, help="the label map (GeoTIFF/COG/Zarr of class ids)")
+    sd.add_argument("--n", type=int, help="number of sample units")
+    sd.add_argument(
+        "--target-se",
+        type=float,
+        help="choose n for this standard error of overall accuracy (needs --users-accuracy)",
+    )
+    sd.add_argument(
+        "--allocation", default="proportional", choices=["proportional", "equal", "neyman"]
+    )
+    sd.add_argument("--min-per-stratum", type=int, help="at least this many units per stratum")
+    sd.add_argument(
+        "--users-accuracy",
+        help="anticipated user's accuracies: one value, or CLASS=U,CLASS=U,... (neyman, "
+        "--target-se)",
+    )
+    sd.add_argument("--strata", type=Path, help="stratify by this raster instead of the map")
+    sd.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    sd.add_argument("--out", type=Path, required=True, help="sample.gpkg, .geojson or .csv")
+    sd.add_argument("--chunk", type=int, default=2048, help="chunk size in pixels")
+    sd.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    sd.add_argument("--pixel-grid", action="store_true", help="accept maps without CRS")
+
+    asx = sub.add_parser(
+        "assess", help="accuracy and areas with confidence intervals from a labelled sample"
+    )
+    asx.add_argument("sample", type=Path, help="the labelled sample (.gpkg, .geojson, .csv)")
+    asx.add_argument("--reference-column", default="reference", help="reference labels")
+    asx.add_argument("--map-column", default="map", help="map classes")
+    asx.add_argument("--stratum-column", default="stratum", help="strata")
+    asx.add_argument("--pixel-area", type=float, help="m2 per pixel (default: the sample's)")
+    asx.add_argument("--out", type=Path, help="folder for the JSON and the plot")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("pyogrio").setLevel(logging.WARNING)  # "Created N records"
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "demo": _demo,
         "predict": _predict,
         "train": _train,
         "evaluate": _evaluate,
+        "sample-design": _sample_design,
+        "assess": _assess,
     }
     try:
         return commands[args.command](args)
@@ -365,7 +410,104 @@ def _evaluate(args: argparse.Namespace) -> int:
                 {"model": report.summary(), "random_forest": base.report.summary()}, indent=1
             )
         )
+    if args.calibration:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from .evaluate import evaluate_calibration
+
+        with ProgressBar(out=sys.stderr, minimum=1.0):
+            calibration = evaluate_calibration(args.model, split=part, device=args.device)
+        log.info("Calibration on %s: %s", args.split, calibration)
+        (out / "calibration.json").write_text(json.dumps(calibration.summary(), indent=1))
+        fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+        calibration.plot(ax=ax)
+        fig.savefig(out / "reliability.png", dpi=100)
+        plt.close(fig)
     log.info("reports and plots in %s", out)
+    return 0
+
+
+def _per_class(text: str | None) -> dict[int, float] | float | None:
+    """``"0.9"`` -> 0.9; ``"1=0.7,2=0.95"`` -> {1: 0.7, 2: 0.95}."""
+    if text is None:
+        return None
+    if "=" not in text:
+        return float(text)
+    pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+    return {int(k): float(v) for k, v in pairs}
+
+
+def _sample_design(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import open_raster
+    from .sampling import sample_design, sample_size, write_sample
+
+    grid = args.pixel_grid
+    labels = open_raster(args.map, chunks=args.chunk, pixel_grid=grid)[0]
+    strata = None
+    if args.strata is not None:
+        strata = open_raster(args.strata, chunks=args.chunk, pixel_grid=grid)[0]
+    accuracy = _per_class(args.users_accuracy)
+    n = args.n
+    if n is None:
+        if args.target_se is None or accuracy is None:
+            log.error("error: give --n, or --target-se with --users-accuracy")
+            return 2
+        from .stats import class_areas
+
+        counts = class_areas(strata if strata is not None else labels)
+        n = sample_size(dict(zip(counts["id"], counts["pixels"], strict=True)), accuracy,
+                        target_se=args.target_se)  # fmt: skip
+        log.info("n = %d for a standard error of %.3f (Olofsson et al. 2014, eq. 13)", n,
+                 args.target_se)  # fmt: skip
+    sample = sample_design(
+        labels,
+        n=n,
+        allocation=args.allocation,
+        min_per_stratum=args.min_per_stratum,
+        strata=strata,
+        seed=args.seed,
+        users_accuracy=accuracy,
+    )
+    path = write_sample(sample, args.out, overwrite=args.overwrite)
+    design = sample.attrs["sampling_design"]
+    table = pd.DataFrame(
+        {"pixels": design["stratum_pixels"], "units": design["units_per_stratum"]}
+    ).rename_axis("stratum")
+    log.info("%s\nWrote %s (%d units; fill the 'reference' column)", table.to_string(), path,
+             len(sample))  # fmt: skip
+    return 0
+
+
+def _assess(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .accuracy import assess_sample
+
+    result = assess_sample(
+        args.sample,
+        reference=args.reference_column,
+        mapped=args.map_column,
+        stratum=args.stratum_column,
+        pixel_area=args.pixel_area,
+    )
+    print(result)
+    out = args.out or args.sample.parent
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.sample.stem
+    result.to_json(out / f"{stem}-accuracy.json")
+    fig, ax = plt.subplots(figsize=(2.0 + 0.9 * len(result.classes), 4.0), layout="constrained")
+    result.plot(ax=ax)
+    fig.savefig(out / f"{stem}-areas.png", dpi=100)
+    plt.close(fig)
+    log.info("Wrote %s and %s", out / f"{stem}-accuracy.json", out / f"{stem}-areas.png")
     return 0
 
 

@@ -130,3 +130,12 @@ class WeakModelWarning(XLandcoverWarning):
 
 class SplitWarning(XLandcoverWarning):
     """A spatial split lost many chips to the buffer, or left classes out of a partition."""
+
+
+class SampleDesignError(XLandcoverError, ValueError):
+    """An accuracy sample or its design cannot be used: strata, sizes or allocation are wrong."""
+
+
+class NonProbabilitySampleWarning(XLandcoverWarning):
+    """The accuracy sample is not a probability sample of the map (for example training or
+    validation chips): its accuracy and area estimates are not design-unbiased."""

@@ -18,6 +18,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .calibration import Calibration, ReliabilityCounts
 from .chips import Chips, ChipSource, _source, chips_in_block
 from .labels import as_label_raster
 from .metrics import Report, confusion_matrix
@@ -208,3 +209,58 @@ def _masked_truth(labels: object, chunks: tuple[tuple[int, ...], ...], region: R
         return out
 
     return truth.map_blocks(mask, dtype=np.int64)
+
+
+def evaluate_calibration(
+    model: ModelPackage | str | os.PathLike[str],
+    image: xr.DataArray | None = None,
+    labels: xr.DataArray | None = None,
+    *,
+    split: Chips | None = None,
+    bins: int = 15,
+    window: int | None = None,
+    overlap: int | float | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    ignore_index: int | None = None,
+) -> Calibration:
+    """Expected calibration error and reliability of ``model``'s probabilities on reference
+    labels, at ``T = 1`` and at the package's temperature, out of core.
+
+    The pixels scored are those of :func:`evaluate` (the same arguments); probabilities come
+    from the seamless predictor, so the ECE is that of the maps and uncertainty layers users
+    get. With an uncalibrated package (``T = 1``) "before" and "after" coincide.
+    """
+    package = model if isinstance(model, ModelPackage) else load_model(model)
+    ids = np.asarray(package.metadata.class_ids, dtype=np.int64)
+    temperatures = {"before": 1.0, "after": package.metadata.temperature}
+    parts: dict[str, list[object]] = {"before": [], "after": []}
+    for region in _regions(image, labels, split, ignore_index):
+        img = region.source.image[:, region.rows, region.cols]
+        lab = region.source.labels[region.rows, region.cols]
+        for when, t in temperatures.items():
+            if when == "after" and t == 1.0:
+                continue
+            probs = predict(img, package, window=window, overlap=overlap, batch_size=batch_size,
+                            device=device, output="probabilities", temperature=t).data  # fmt: skip
+            truth = _masked_truth(lab.data, probs.chunks[1:], region)
+            parts[when] += [
+                dask.delayed(_reliability_block)(p, tb, ids=ids, bins=bins)
+                for p, tb in zip(
+                    probs.to_delayed().ravel(), truth.to_delayed().ravel(), strict=True
+                )
+            ]
+    (before, after) = dask.compute(parts["before"], parts["after"])
+    total_before = sum(before, ReliabilityCounts(bins))
+    total_after = sum(after, ReliabilityCounts(bins)) if after else total_before
+    return Calibration(temperatures["after"], total_before, total_after)
+
+
+def _reliability_block(
+    probs: np.ndarray, truth: np.ndarray, *, ids: np.ndarray, bins: int
+) -> ReliabilityCounts:
+    """Reliability counts of one chunk: truth class ids to channel indices, SKIP ignored."""
+    index = np.full(int(max(ids.max(), SKIP)) + 1, -1, dtype=np.int64)
+    index[ids] = np.arange(len(ids))
+    t = np.where(truth == SKIP, -1, index[np.clip(truth, 0, len(index) - 1)])
+    return ReliabilityCounts.of(probs[None], t[None], bins=bins, ignore_index=-1)

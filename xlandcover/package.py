@@ -95,6 +95,14 @@ class PackageMetadata:
             )
         if any(not s > 0 for s in self.std):
             raise ModelPackageError(f"normalisation stds must be > 0, got {list(self.std)}")
+        calibration = self.extra.get("calibration")
+        if isinstance(calibration, Mapping) and calibration.get("temperature") is not None:
+            t = calibration["temperature"]
+            if not isinstance(t, int | float) or not 0 < float(t) < float("inf"):
+                raise ModelPackageError(
+                    f"calibration temperature must be a positive number, got {t!r}; re-save "
+                    "the model with save_model(..., temperature=T)"
+                )
         if not self.classes:
             raise ModelPackageError("a model package needs at least one class")
         ids = [c.id for c in self.classes]
@@ -109,6 +117,15 @@ class PackageMetadata:
     @property
     def class_ids(self) -> tuple[int, ...]:
         return tuple(c.id for c in self.classes)
+
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature predict applies to the logits (``extra["calibration"]``); 1.0
+        for packages without calibration."""
+        calibration = self.extra.get("calibration")
+        if not isinstance(calibration, Mapping) or calibration.get("temperature") is None:
+            return 1.0
+        return float(calibration["temperature"])
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -266,6 +283,7 @@ def save_model(
     description: str = "",
     extra: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    temperature: float | None = None,
 ) -> ModelPackage:
     """Write ``model`` and its metadata to a single-file package and return it loaded.
 
@@ -288,6 +306,10 @@ def save_model(
         Recommended sliding-window size and overlap in pixels (overlap defaults to window/8).
     nodata
         Input value meaning "no data" when the image does not say it itself.
+    temperature
+        Softmax temperature fitted on held-out data
+        (:func:`xlandcover.calibration.fit_temperature`), stored as
+        ``extra["calibration"]["temperature"]`` and applied by predict. Default: none (1.0).
 
     Examples
     --------
@@ -309,6 +331,7 @@ def save_model(
         arch_kwargs=arch_kwargs,
         description=description,
         extra=extra,
+        temperature=temperature,
     ).blob
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -334,6 +357,7 @@ def package_model(
     arch_kwargs: Mapping[str, Any] | None = None,
     description: str = "",
     extra: Mapping[str, Any] | None = None,
+    temperature: float | None = None,
 ) -> ModelPackage:
     """The package :func:`save_model` would write, held in memory (``path`` is None)."""
     from safetensors.numpy import save as save_tensors
@@ -362,7 +386,7 @@ def package_model(
         overlap=int(window // 8 if overlap is None else overlap),
         nodata=None if nodata is None else float(nodata),
         description=description,
-        extra=dict(extra or {}),
+        extra=_with_calibration(dict(extra or {}), temperature),
     )
     for key in ("in_channels", "classes"):
         want = n_bands if key == "in_channels" else len(meta.classes)
@@ -374,6 +398,54 @@ def package_model(
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
     header = {_META_KEY: meta.to_json(), "weights_sha256": _weights_digest(state)}
     return package_from_bytes(save_tensors(state, metadata=header))
+
+
+def _with_calibration(extra: dict[str, Any], temperature: float | None) -> dict[str, Any]:
+    if temperature is None:
+        return extra
+    calibration = dict(extra.get("calibration") or {})
+    calibration["temperature"] = float(temperature)
+    return {**extra, "calibration": calibration}
+
+
+def with_temperature(
+    package: ModelPackage,
+    temperature: float,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    overwrite: bool = False,
+    **calibration: Any,
+) -> ModelPackage:
+    """A copy of ``package`` whose predictions use softmax ``temperature``; the weights are
+    unchanged. Extra keyword arguments (e.g. ``ece_before=0.08``) are recorded beside it in
+    ``extra["calibration"]``. Written to ``path`` when given."""
+    from safetensors.numpy import load as load_tensors
+    from safetensors.numpy import save as save_tensors
+
+    meta = package.metadata
+    extra = _with_calibration(dict(meta.extra), temperature)
+    extra["calibration"].update(calibration)
+    new_meta = PackageMetadata(**{**_fields(meta), "extra": extra})
+    state = load_tensors(package.blob)
+    header = {_META_KEY: new_meta.to_json(), "weights_sha256": _weights_digest(state)}
+    blob = save_tensors(state, metadata=header)
+    if path is None:
+        return package_from_bytes(blob)
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_bytes(blob)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return package_from_bytes(blob, path=target)
+
+
+def _fields(meta: PackageMetadata) -> dict[str, Any]:
+    return {f: getattr(meta, f) for f in meta.__dataclass_fields__}
 
 
 def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage:

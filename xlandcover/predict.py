@@ -12,7 +12,7 @@ so the result does not depend on it (up to float noise from batch composition).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import dask
 import dask.array as da
@@ -38,6 +38,7 @@ from .runtime import (
     get_model,
     resolve_device,
 )
+from .uncertainty import Dtype, Layer, layers_from_probabilities, resolve_output
 from .windows import AxisGrid, axis_grid, nearest_valid_window
 
 if TYPE_CHECKING:
@@ -71,6 +72,43 @@ class _Plan:
     tta: TTA | None
     device: str
     sha256: str
+    temperature: float = 1.0
+
+
+@overload
+def predict(
+    image: xr.DataArray,
+    model: ModelPackage | str | os.PathLike[str],
+    *,
+    window: int | None = None,
+    overlap: int | float | None = None,
+    batch_size: int | None = None,
+    output: Layer = "labels",
+    device: str = "auto",
+    tta: bool | TTA = False,
+    chunks: int | Literal["auto"] | None = "auto",
+    allow_rechunk: bool = True,
+    dtype: Dtype | None = None,
+    temperature: float | None = None,
+) -> xr.DataArray: ...
+
+
+@overload
+def predict(
+    image: xr.DataArray,
+    model: ModelPackage | str | os.PathLike[str],
+    *,
+    window: int | None = None,
+    overlap: int | float | None = None,
+    batch_size: int | None = None,
+    output: tuple[Layer, ...] | list[Layer],
+    device: str = "auto",
+    tta: bool | TTA = False,
+    chunks: int | Literal["auto"] | None = "auto",
+    allow_rechunk: bool = True,
+    dtype: Dtype | None = None,
+    temperature: float | None = None,
+) -> xr.Dataset: ...
 
 
 def predict(
@@ -80,12 +118,14 @@ def predict(
     window: int | None = None,
     overlap: int | float | None = None,
     batch_size: int | None = None,
-    output: Output = "labels",
+    output: Layer | tuple[Layer, ...] | list[Layer] = "labels",
     device: str = "auto",
     tta: bool | TTA = False,
     chunks: int | Literal["auto"] | None = "auto",
     allow_rechunk: bool = True,
-) -> xr.DataArray:
+    dtype: Dtype | None = None,
+    temperature: float | None = None,
+) -> xr.DataArray | xr.Dataset:
     """Classify every pixel of ``image`` with ``model``, lazily.
 
     Parameters
@@ -107,6 +147,11 @@ def predict(
     output
         ``"labels"``: ``(y, x)`` uint8 class ids, 255 for nodata. ``"probabilities"``:
         ``(class, y, x)`` float32 blended class probabilities, NaN for nodata.
+        ``"confidence"``, ``"margin"``, ``"entropy"``: ``(y, x)`` uint8 uncertainty layers,
+        ``round(254 * value)`` with 255 for nodata (see :mod:`xlandcover.uncertainty`).
+        A tuple of these, e.g. ``("labels", "confidence")``: an xarray Dataset of the layers,
+        all from one model run (write it with :func:`~xlandcover.to_zarr` or
+        :func:`~xlandcover.to_cog`).
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     tta
@@ -121,12 +166,18 @@ def predict(
     allow_rechunk
         Chunks smaller than the halo (window - 1) are merged with a :class:`RechunkWarning`;
         with ``False`` they raise :class:`ChunkTooSmallError` instead.
+    dtype
+        ``"uint8"`` stores ``output="probabilities"`` quantised like the uncertainty layers
+        (4x smaller than float32); default float32.
+    temperature
+        Softmax temperature applied to the model's logits before blending. Default: the one
+        stored in the model package (1.0 for packages without calibration).
 
     Returns
     -------
-    xarray.DataArray
+    xarray.DataArray or xarray.Dataset
         Lazy, with the input's ``y``/``x`` coordinates, CRS and transform, and the classes'
-        ids, names and colours in ``attrs``.
+        ids, names and colours in ``attrs``; a Dataset when ``output`` is a tuple.
 
     Examples
     --------
@@ -135,8 +186,16 @@ def predict(
     """
     package = model if isinstance(model, ModelPackage) else load_model(model)
     meta = package.metadata
-    if output not in ("labels", "probabilities"):
-        raise ValueError(f"output must be 'labels' or 'probabilities', not {output!r}")
+    layers = resolve_output(output, dtype)
+    if layers is not None:  # uncertainty layers: one probability run, converted per chunk
+        probs = predict(image, package, window=window, overlap=overlap, batch_size=batch_size,
+                        output="probabilities", device=device, tta=tta, chunks=chunks,
+                        allow_rechunk=allow_rechunk, temperature=temperature)  # fmt: skip
+        return layers_from_probabilities(probs, layers, dtype=dtype)
+    core: Output = "labels" if output == "labels" else "probabilities"
+    temp = meta.temperature if temperature is None else float(temperature)
+    if not temp > 0:
+        raise ValueError(f"temperature must be > 0, not {temperature}")
     image = _check_image(image, meta)
     dev = resolve_device(device)
     loaded = get_model(package, package.sha256, dev)
@@ -178,15 +237,16 @@ def predict(
         nodata=None if nodata is None else float(nodata),
         class_ids=meta.class_ids,
         batch_size=batch_size or 0,  # 0: sized on the worker (auto_batch_size)
-        output=output,
+        output=core,
         tta=tta_mode,
         device=dev,
         sha256=package.sha256,
+        temperature=temp,
     )
     blob = dask.delayed(package.blob, name=f"xlandcover-model-{package.sha256[:16]}", pure=True)
     n_classes = len(meta.classes)
     extra: dict[str, Any]
-    if output == "labels":
+    if core == "labels":
         extra = {"drop_axis": 0, "chunks": (row_chunks, col_chunks), "dtype": np.uint8}
     else:
         extra = {"chunks": ((n_classes,), row_chunks, col_chunks), "dtype": np.float32}
@@ -199,11 +259,11 @@ def predict(
         allow_rechunk=False,
         blob=blob,
         plan=plan,
-        token=f"xlandcover-{output}",
-        meta=np.empty((0,) * (2 if output == "labels" else 3), dtype=extra["dtype"]),
+        token=f"xlandcover-{core}",
+        meta=np.empty((0,) * (2 if core == "labels" else 3), dtype=extra["dtype"]),
         **extra,
     )
-    return _wrap(result, image, meta, output)
+    return _wrap(result, image, meta, core)
 
 
 def _check_image(image: xr.DataArray, meta: PackageMetadata) -> xr.DataArray:
@@ -332,7 +392,8 @@ def _predict_block(
         tiles = np.stack(
             [_tile(block, valid, sy - ey0, sx - ex0, wy, wx, mean, std) for sy, sx in batch]
         )
-        for (sy, sx), p in zip(batch, _forward(loaded, tiles, plan.tta), strict=True):
+        probs = _forward(loaded, tiles, plan.tta, plan.temperature)
+        for (sy, sx), p in zip(batch, probs, strict=True):
             blend.add(sy, sx, p)
         # rows above the next window's first row will receive nothing more
         upto = starts[b + size][0] if b + size < len(starts) else y1
@@ -369,9 +430,16 @@ def _tile(
     return tile
 
 
-def _forward(loaded: LoadedModel, tiles: np.ndarray, tta: TTA | None) -> np.ndarray:
-    """Softmax probabilities ``(B, C, h, w)`` for a batch of normalised tiles."""
+def _forward(
+    loaded: LoadedModel, tiles: np.ndarray, tta: TTA | None, temperature: float = 1.0
+) -> np.ndarray:
+    """Softmax probabilities ``(B, C, h, w)`` for a batch of normalised tiles, of the logits
+    divided by ``temperature`` (the package's calibration)."""
     from ._torch import torch
+
+    def softmax(logits: Any) -> Any:
+        logits = logits.float()
+        return (logits if temperature == 1.0 else logits / temperature).softmax(dim=1)
 
     with loaded.lock, torch.inference_mode():
         apply_thread_limit()
@@ -379,12 +447,12 @@ def _forward(loaded: LoadedModel, tiles: np.ndarray, tta: TTA | None) -> np.ndar
         if loaded.device == "cpu":
             t = t.contiguous(memory_format=torch.channels_last)
         if tta is None:
-            probs = loaded.module(t).float().softmax(dim=1)
+            probs = softmax(loaded.module(t))
         else:
             probs = torch.zeros((), device=t.device)
             transforms = _TTA_TRANSFORMS[tta]
             for fwd, inv in transforms:
-                probs = probs + inv(loaded.module(fwd(t)).float().softmax(dim=1))
+                probs = probs + inv(softmax(loaded.module(fwd(t))))
             probs = probs / len(transforms)
         return probs.cpu().numpy()
 

@@ -14,9 +14,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import dask.array as da
 import numpy as np
@@ -28,12 +28,14 @@ from .package import hex_to_rgb
 PathLike = str | os.PathLike[str]
 
 
-def to_zarr(labels: xr.DataArray, store: PathLike, *, overwrite: bool = False) -> Path:
+def to_zarr(labels: xr.DataArray | xr.Dataset, store: PathLike, *, overwrite: bool = False) -> Path:
     """Write a prediction to a Zarr v3 store, chunk by chunk, CRS and classes included.
 
     The store reads back with ``xarray.open_zarr(store, decode_coords="all")``; its single
     variable keeps the prediction's name (``landcover`` or ``probability``), ``rio.crs`` and
-    ``rio.transform()`` work on it, and ``nodata`` is in its attributes.
+    ``rio.transform()`` work on it, and ``nodata`` is in its attributes. A Dataset of layers
+    (``predict(..., output=("labels", "confidence"))``) is written as one store with one
+    variable per layer, in one pass over the prediction.
 
     Examples
     --------
@@ -41,7 +43,12 @@ def to_zarr(labels: xr.DataArray, store: PathLike, *, overwrite: bool = False) -
     """
     target = Path(store)
     _check_target(target, overwrite)
-    ds, name, nodata = _zarr_dataset(labels)
+    if isinstance(labels, xr.Dataset):
+        parts = [_zarr_dataset(labels[v]) for v in labels.data_vars]
+        ds = xr.merge([p[0] for p in parts], compat="override", join="exact")
+        name, nodata = parts[0][1], parts[0][2]
+    else:
+        ds, name, nodata = _zarr_dataset(labels)
     with _staging(target) as tmp:
         _create_store(ds, name, tmp / "store.zarr").compute()
         staged = xr.open_zarr(tmp / "store.zarr", consolidated=False)[name]
@@ -76,11 +83,21 @@ def _create_store(ds: xr.Dataset, name: str, path: Path) -> Any:
         zarr_format=3,
         consolidated=False,
         compute=False,
-        encoding={name: {"fill_value": None}},
+        encoding={str(v): {"fill_value": None} for v in ds.data_vars},
     )
 
 
-def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> Path:
+@overload
+def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> Path: ...
+
+
+@overload
+def to_cog(labels: xr.Dataset, path: PathLike, *, overwrite: bool = False) -> dict[str, Path]: ...
+
+
+def to_cog(
+    labels: xr.DataArray | xr.Dataset, path: PathLike, *, overwrite: bool = False
+) -> Path | dict[str, Path]:
     """Write labels to a Cloud-Optimized GeoTIFF without holding the scene in memory.
 
     Chunks stream into a tiled GeoTIFF under a lock; the colour table, class names (band tags,
@@ -88,68 +105,109 @@ def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> 
     COG driver builds the final layout with ``mode``-resampled overviews. Probabilities
     (float, one band per class) are written too, with ``average`` overviews and no colours.
 
+    A Dataset of layers (``predict(..., output=("labels", "confidence"))``) is written as one
+    COG per layer, all streamed in one pass over the prediction: ``path`` may hold ``{name}``
+    (``"zion-{name}.tif"``), else ``-<name>`` is added before the suffix. Returns
+    ``{name: path}`` then.
+
     Examples
     --------
     >>> to_cog(labels, "landcover.tif")  # doctest: +SKIP
     """
+    if isinstance(labels, xr.Dataset):
+        return _dataset_to_cogs(labels, path, overwrite)
+    target = Path(path)
+    _check_target(target, overwrite)
+    _check_cog_input(labels)
+    with _staging(target) as tmp:
+        _stream_tiff(labels, tmp / "stream.tif").compute()
+        _finish_cog(labels, tmp / "stream.tif", target, tmp)
+    return target
+
+
+def _cog_path(path: PathLike, name: str) -> Path:
+    text = os.fspath(path)
+    if "{name}" in text:
+        return Path(text.format(name=name))
+    p = Path(text)
+    return p.with_name(f"{p.stem}-{name}{p.suffix}")
+
+
+def _dataset_to_cogs(ds: xr.Dataset, path: PathLike, overwrite: bool) -> dict[str, Path]:
+    import dask
+
+    targets = {str(v): _cog_path(path, str(v)) for v in ds.data_vars}
+    for name, target in targets.items():
+        _check_target(target, overwrite)
+        _check_cog_input(ds[name])
+    with ExitStack() as stack:
+        tmps = {name: stack.enter_context(_staging(t)) for name, t in targets.items()}
+        # one compute: the layers share the prediction's tasks, so the model runs once
+        dask.compute(*[_stream_tiff(ds[n], tmps[n] / "stream.tif") for n in targets])
+        for name, target in targets.items():
+            _finish_cog(ds[name], tmps[name] / "stream.tif", target, tmps[name])
+    return targets
+
+
+def _check_cog_input(labels: xr.DataArray) -> None:
+    if labels.ndim != 2 and labels.dims[0] != "class":
+        raise RasterInputError(f"to_cog writes (y, x) labels or (class, y, x), got {labels.dims}")
+
+
+def _stream_tiff(labels: xr.DataArray, striped: Path) -> Any:
+    """The Delayed write of ``labels`` into a tiled GeoTIFF, chunk by chunk under a lock."""
+    arr = labels.rio.write_nodata(labels.rio.nodata, encoded=False)
+    return arr.rio.to_raster(
+        striped,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        lock=threading.Lock(),
+        compute=False,
+    )
+
+
+def _finish_cog(labels: xr.DataArray, striped: Path, target: Path, tmp: Path) -> None:
+    """Colour table and class names on the streamed GeoTIFF, then the COG layout on ``target``."""
     import rasterio
     import rasterio.shutil
     import rioxarray
 
-    target = Path(path)
-    _check_target(target, overwrite)
-    is_labels = labels.ndim == 2
-    if not is_labels and labels.dims[0] != "class":
-        raise RasterInputError(f"to_cog writes (y, x) labels or (class, y, x), got {labels.dims}")
-    with _staging(target) as tmp:
-        striped = tmp / "stream.tif"
-        arr = labels.rio.write_nodata(labels.rio.nodata, encoded=False)
-        write = arr.rio.to_raster(
-            striped,
-            tiled=True,
-            blockxsize=512,
-            blockysize=512,
-            compress="deflate",
-            lock=threading.Lock(),
-            compute=False,
-        )
-        write.compute()
-        staged = rioxarray.open_rasterio(striped, chunks={"band": 1, "y": 2048, "x": 2048})
-        assert isinstance(staged, xr.DataArray)  # one band set, no subdatasets
-        _require_data(_any_valid(staged.data, labels.rio.nodata), target)
-        names = labels.attrs.get("class_names", [])
-        ids = labels.attrs.get("class_ids", [])
-        with rasterio.open(striped, "r+") as dst:
-            if is_labels and ids:
-                colors = labels.attrs.get("class_colors", [])
-                cmap = {v: (0, 0, 0, 0) for v in range(256)}
-                for cid, color in zip(ids, colors, strict=True):
-                    cmap[int(cid)] = (*hex_to_rgb(color), 255)
-                dst.write_colormap(1, cmap)
-                dst.update_tags(
-                    class_names=json.dumps(dict(zip(map(str, ids), names, strict=True)))
-                )
-                dst.update_tags(1, **{f"CLASS_{i}": n for i, n in zip(ids, names, strict=True)})
-            elif not is_labels:
-                for band, name in enumerate(names, start=1):
-                    dst.set_band_description(band, str(name))
-        cog = tmp / "cog.tif"
-        rasterio.shutil.copy(
-            striped,
-            cog,
-            driver="COG",
-            COMPRESS="DEFLATE",
-            BLOCKSIZE=512,
-            OVERVIEW_RESAMPLING="MODE" if is_labels else "AVERAGE",
-            RESAMPLING="NEAREST",
-        )
+    is_labels = labels.ndim == 2 and "scale" not in labels.attrs  # not an uncertainty layer
+    staged = rioxarray.open_rasterio(striped, chunks={"band": 1, "y": 2048, "x": 2048})
+    assert isinstance(staged, xr.DataArray)  # one band set, no subdatasets
+    _require_data(_any_valid(staged.data, labels.rio.nodata), target)
+    names = labels.attrs.get("class_names", [])
+    ids = labels.attrs.get("class_ids", [])
+    with rasterio.open(striped, "r+") as dst:
         if is_labels and ids:
-            aux = target.with_name(target.name + ".aux.xml")
-            tmp_aux = tmp / "aux.xml"
-            tmp_aux.write_text(_category_names_xml(ids, names))
-            os.replace(tmp_aux, aux)
-        _publish(cog, target)
-    return target
+            colors = labels.attrs.get("class_colors", [])
+            cmap = {v: (0, 0, 0, 0) for v in range(256)}
+            for cid, color in zip(ids, colors, strict=True):
+                cmap[int(cid)] = (*hex_to_rgb(color), 255)
+            dst.write_colormap(1, cmap)
+            dst.update_tags(class_names=json.dumps(dict(zip(map(str, ids), names, strict=True))))
+            dst.update_tags(1, **{f"CLASS_{i}": n for i, n in zip(ids, names, strict=True)})
+        elif not is_labels:
+            for band, name in enumerate(names, start=1):
+                dst.set_band_description(band, str(name))
+    cog = tmp / "cog.tif"
+    rasterio.shutil.copy(
+        striped,
+        cog,
+        driver="COG",
+        COMPRESS="DEFLATE",
+        BLOCKSIZE=512,
+        OVERVIEW_RESAMPLING="MODE" if is_labels else "AVERAGE",
+        RESAMPLING="NEAREST",
+    )
+    if is_labels and ids:
+        aux = target.with_name(target.name + ".aux.xml")
+        tmp_aux = tmp / "aux.xml"
+        tmp_aux.write_text(_category_names_xml(ids, names))
+        os.replace(tmp_aux, aux)
+    _publish(cog, target)
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
