@@ -52,6 +52,10 @@ def test_auto_recipe_fills_what_is_not_given_and_records_why(splits, tmp_path):
     assert meta.arch_kwargs["pixel_branch"] == 8 and (meta.window, meta.overlap) == (32, 8)
     report = json.loads((tmp_path / "training_report.json").read_text())
     assert report["settings"]["ema"] == s["ema"] and report["profile"]["chip_size"] == 32
+    # a softmax temperature fitted on the validation chips, in the package predict uses
+    t = report["calibration"]["temperature"]
+    assert 0.05 <= t <= 20 and meta.temperature == pytest.approx(t)
+    assert report["calibration"]["ece_after"] <= report["calibration"]["ece_before"] + 1e-9
     assert set(report["class_shares"]) == {"class 1", "class 2"}
 
 

@@ -141,6 +141,8 @@ class TrainResult:
     forest_report: Report | None = None
     #: Per class: share of the validation pixels in the reference and in the map.
     class_shares: pd.DataFrame | None = None
+    #: The fitted softmax temperature and the calibration error before and after.
+    calibration: dict[str, float] = field(default_factory=dict)
 
     @property
     def beats_forest(self) -> bool | None:
@@ -464,8 +466,9 @@ class _Run:
             )
         history = pd.DataFrame(st.history)
         plot_history(history, self.out / "curves.png")
+        report = _best_report(load_model(self.best_path), self)
+        calibration = self.calibrate(load_model(self.best_path))
         model = load_model(self.best_path)
-        report = _best_report(model, self)
         shares = class_shares(report)
         forest = None
         if compare_forest:
@@ -482,11 +485,51 @@ class _Run:
             val_report=report,
             forest_report=forest,
             class_shares=shares,
+            calibration=calibration,
         )
         _write_report(self.out / "training_report.json", result, self.profile)
         log.info("class shares on the validation pixels:\n%s", shares.to_string())
         if forest is not None:
             _verdict(result)
+        return result
+
+    def calibrate(self, model: ModelPackage, max_chips: int = 256) -> dict[str, float]:
+        """Fit a softmax temperature on the validation chips' logits (every 2nd pixel of up
+        to ``max_chips`` chips) and store it, with the calibration error before and after,
+        in the saved package."""
+        from ._torch import torch
+        from .calibration import expected_calibration_error, fit_temperature, softmax
+        from .package import with_temperature
+
+        index = ClassIndex(self.train_chips.class_ids, self.train_chips.unlabelled)
+        val = ChipData(self.val_chips, index, self.data.mean[:, 0, 0], self.data.std[:, 0, 0])
+        rows = np.random.default_rng(self.cfg.seed).permutation(len(val))[:max_chips]
+        net = model.build_module(str(self.device))
+        logits, targets = [], []
+        with torch.inference_mode():
+            for i in range(0, len(rows), 8):
+                x, y = val.batch(rows[i : i + 8])
+                logits.append(net(x.to(self.device)).float().cpu().numpy()[:, :, ::2, ::2])
+                targets.append(y.numpy()[:, ::2, ::2])
+        scores, truth = np.concatenate(logits), np.concatenate(targets)
+        if not (truth != IGNORE).any():
+            return {}
+        t = fit_temperature(scores, truth, ignore_index=IGNORE, seed=self.cfg.seed)
+        result = {
+            "temperature": t,
+            "ece_before": expected_calibration_error(softmax(scores), truth, ignore_index=IGNORE),
+            "ece_after": expected_calibration_error(
+                softmax(scores, temperature=t), truth, ignore_index=IGNORE
+            ),
+        }
+        errors = {k: v for k, v in result.items() if k != "temperature"}
+        with_temperature(
+            model, t, self.best_path, overwrite=True, fitted_on="validation chips", **errors
+        )
+        log.info(
+            "softmax temperature %.3f: calibration error on validation chips %.4f -> %.4f",
+            t, result["ece_before"], result["ece_after"],
+        )  # fmt: skip
         return result
 
     # -- helpers --------------------------------------------------------------------------------
@@ -839,6 +882,7 @@ def _write_report(path: Path, result: TrainResult, profile: DataProfile) -> None
         "class_shares": None
         if result.class_shares is None
         else result.class_shares.to_dict(orient="index"),
+        "calibration": result.calibration,
         "val": None if result.val_report is None else result.val_report.summary(),
         "forest_val": None if result.forest_report is None else result.forest_report.summary(),
     }
