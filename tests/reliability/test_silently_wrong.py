@@ -129,6 +129,23 @@ def test_masked_pixels_are_nodata_in_the_map(tmp_path, tiny_package, alpha, chun
     np.testing.assert_array_equal(opened.values[:, :32], img.values[:, :32])
 
 
+@pytest.mark.parametrize("chunks", [None, 32])
+def test_transparent_pixels_of_an_rgba_colour_mask_are_unlabelled(tmp_path, chunks):
+    rgba = np.zeros((4, 64, 64), np.uint8)
+    rgba[:3, :, :32] = np.array([60, 16, 152], np.uint8)[:, None, None]
+    rgba[:3, :, 32:] = np.array([226, 169, 41], np.uint8)[:, None, None]
+    rgba[3] = 255
+    rgba[3, :10] = 0  # transparent: not labelled, whatever colour is underneath
+    rgba[:3, :10] = 7  # a colour that is no class
+    path = tmp_path / "mask.png"
+    with rasterio.open(path, "w", driver="PNG", width=64, height=64, count=4, dtype="uint8") as dst:
+        dst.write(rgba)
+    colors = {(60, 16, 152): 1, (226, 169, 41): 5}
+    labels = xlc.open_color_mask(path, colors, pixel_grid=True, chunks=chunks).values
+    assert (labels[:10] == NODATA_LABEL).all()
+    assert (labels[10:, :32] == 1).all() and (labels[10:, 32:] == 5).all()
+
+
 def test_gcp_only_raster_is_refused_with_a_fix(tmp_path):
     path = tmp_path / "gcps.tif"
     with rasterio.open(
