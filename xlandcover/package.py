@@ -224,6 +224,8 @@ def _check_fields(meta: PackageMetadata) -> None:
         problems.append(f"nodata must be a number or null, got {meta.nodata!r}")
     if not isinstance(meta.description, str) or not isinstance(meta.extra, dict):
         problems.append("description must be text and extra a mapping")
+    elif _depth(meta.extra) > MAX_JSON_DEPTH - 2:
+        problems.append(f"extra is nested deeper than {MAX_JSON_DEPTH - 2} levels")
     if problems:
         raise ModelPackageError(
             "the package's metadata is invalid: " + "; ".join(problems) + ". Re-save the "

@@ -226,6 +226,17 @@ def test_deeply_nested_metadata_is_refused_not_a_recursion_error(tmp_path, tiny_
     path = edited_package(tiny_package.path, tmp_path / "deep.xlc", raw_meta=raw)
     with pytest.raises(ModelPackageError, match="nested deeper"):
         xlc.load_model(path)
+    nested: dict = {}
+    for _ in range(40):
+        nested = {"a": nested}
+    with pytest.raises(ModelPackageError, match="nested deeper"):  # nor can one be saved
+        xlc.save_model(
+            tiny_net(),
+            tmp_path / "deep2.xlc",
+            bands=["red", "green", "blue"],
+            classes=[{"id": i, "name": str(i)} for i in range(4)],
+            extra=nested,
+        )
 
 
 def test_a_hub_encoder_never_reaches_the_network(tmp_path, tiny_package, monkeypatch):
