@@ -45,7 +45,7 @@ from .errors import (
 from .labels import ClassIndex
 from .losses import IGNORE, make_loss, median_frequency_weights
 from .metrics import Report
-from .package import ModelPackage, package_model, save_model
+from .package import ModelPackage, band_range, package_model, save_model
 from .recipe import FIXED_DEFAULTS, DataProfile, auto_settings, bounded_class_weights
 from .splits import Splits
 
@@ -344,6 +344,7 @@ class _Run:
             description=description,
             architecture=cfg.arch,
             arch_kwargs=self.arch_kwargs,
+            input_range=band_range(train_chips, seed=cfg.seed),
         )
         self.start = _clock()
         self.best_path = out / "best.xlc"
