@@ -179,13 +179,24 @@ def run_case(name: str, max_minutes: float, runs: Path) -> dict:
         "unet_pixel_accuracy": round(float(net.pixel_accuracy), 4),
         "forest_pixel_accuracy": round(float(forest.report.pixel_accuracy), 4),
         "unet_iou": dict(zip(net.class_names, _rounded(net.iou), strict=True)),
-        "forest_iou": dict(zip(forest.report.class_names, _rounded(forest.report.iou),
-                               strict=True)),  # fmt: skip
+        "forest_iou": dict(
+            zip(forest.report.class_names, _rounded(forest.report.iou), strict=True)
+        ),
         "val_miou": round(float(result.best_miou), 4),
         "chips": {k: len(getattr(splits, k)) for k in ("train", "val", "test")},
         "test_pixels": int(net.total),
-        "settings": {k: result.settings[k] for k in ("encoder", "pixel_branch", "batch_size",
-                     "epochs", "steps_per_epoch", "window", "overlap")},  # fmt: skip
+        "settings": {
+            k: result.settings[k]
+            for k in (
+                "encoder",
+                "pixel_branch",
+                "batch_size",
+                "epochs",
+                "steps_per_epoch",
+                "window",
+                "overlap",
+            )
+        },
         "epochs_run": int(result.history["epoch"].max()),
     }
 

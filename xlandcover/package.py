@@ -349,26 +349,38 @@ def build_architecture(architecture: str, arch_kwargs: Mapping[str, Any]) -> tor
 
     ``arch_kwargs`` are smp's (``encoder_name``, ``in_channels``, ``classes``, ...), plus our
     ``pixel_branch``: the width of a per-pixel 1x1-convolution branch whose logits are added
-    to the model's (:class:`xlandcover._nets.PixelBranch`); 0 or absent: none.
+    to the model's (:class:`xlandcover._nets.PixelBranch`); 0 or absent: none; and
+    ``indices``: ``{"names": [...], "pairs": [[a, b], ...], "mean": [...], "std": [...]}``,
+    normalised-difference indices of input bands ``a`` and ``b`` the network computes from its
+    de-normalised input and appends as channels (:class:`xlandcover._nets.SpectralIndices`).
     """
     from ._torch import smp
 
     kwargs = {**arch_kwargs, "encoder_weights": None}
     width = int(kwargs.pop("pixel_branch", 0) or 0)
+    indices = kwargs.pop("indices", None) or {}
     if architecture.lower() not in smp.MODEL_ARCHITECTURES_MAPPING:
         names = sorted(smp.MODEL_ARCHITECTURES_MAPPING)
         raise ModelPackageError(f"unknown architecture {architecture!r}; smp provides {names}")
     encoder = kwargs.get("encoder_name")
     if encoder is not None:
         _check_encoder(str(encoder))
+    channels = int(kwargs.get("in_channels", 3))
+    pairs = [tuple(p) for p in indices.get("pairs", [])]
+    if pairs:
+        kwargs["in_channels"] = channels + len(pairs)
     try:
-        base = smp.create_model(architecture, **kwargs)
-        if not width:
-            return base
-        from ._nets import PixelBranch
+        net = smp.create_model(architecture, **kwargs)
+        if width:
+            from ._nets import PixelBranch
 
-        channels = int(kwargs.get("in_channels", 3))
-        return PixelBranch(base, channels, int(kwargs.get("classes", 1)), width)
+            net = PixelBranch(net, int(kwargs["in_channels"]), int(kwargs.get("classes", 1)),
+                              width)  # fmt: skip
+        if pairs:
+            from ._nets import SpectralIndices
+
+            net = SpectralIndices(net, pairs, list(indices["mean"]), list(indices["std"]))
+        return net
     except (KeyError, TypeError, ValueError) as err:
         raise ModelPackageError(f"cannot build {architecture} with {dict(kwargs)}: {err}") from err
 
@@ -681,9 +693,13 @@ def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage
 
 
 def _check_weights(meta: PackageMetadata, state: Mapping[str, np.ndarray], where: str) -> None:
-    """The weights' output layer has one channel per class (smp's ``segmentation_head``)."""
+    """The weights' output layer has one channel per class (smp's ``segmentation_head``, also
+    inside our wrappers, whose smp model is ``base``)."""
     head = [
-        a for k, a in state.items() if k.startswith("segmentation_head.") and k.endswith("weight")
+        a
+        for k, a in state.items()
+        if k.removeprefix("base.").removeprefix("base.").startswith("segmentation_head.")
+        and k.endswith("weight")
     ]
     if head and len(head) == 1 and head[0].ndim == 4 and head[0].shape[0] != len(meta.classes):
         raise ModelPackageError(

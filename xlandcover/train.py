@@ -47,6 +47,7 @@ from .losses import IGNORE, make_loss, median_frequency_weights
 from .metrics import Report
 from .package import ModelPackage, band_range, package_model, save_model
 from .recipe import FIXED_DEFAULTS, DataProfile, auto_settings, bounded_class_weights
+from .spectral import resolve_indices
 from .splits import Splits
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ class TrainConfig:
     encoder_weights: str | None = None  # a local weights file; never a download
     arch_kwargs: Mapping[str, Any] | None = None
     pixel_branch: int | None = None  # width of the per-pixel 1x1 branch; 0: none
+    #: spectral indices the network computes from its bands (names of
+    #: :data:`xlandcover.spectral.INDICES`, or {name: [band_a, band_b]}); []: none
+    indices: list[str] | dict[str, list[str]] | None = None
     loss: str | None = None
     class_weights: Literal["bounded", "median_frequency", "none"] | None = None
     epochs: int | None = None
@@ -309,6 +313,15 @@ class _Run:
         }
         if cfg.pixel_branch:
             self.arch_kwargs["pixel_branch"] = int(cfg.pixel_branch)
+        bands = train_chips.bands or [f"band_{i + 1}" for i in range(n_bands)]
+        if cfg.indices:
+            found = resolve_indices(bands, cfg.indices)
+            self.arch_kwargs["indices"] = {
+                "names": [name for name, _, _ in found],
+                "pairs": [[a, b] for _, a, b in found],
+                "mean": mean.tolist(),
+                "std": std.tolist(),
+            }
         self.model = _build_model(cfg, self.arch_kwargs).to(self.device)
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -335,7 +348,7 @@ class _Run:
         self.rng = np.random.default_rng(cfg.seed)
         self.state = _State(epochs=cfg.epochs)
         self.package_kwargs: dict[str, Any] = dict(
-            bands=train_chips.bands or [f"band_{i + 1}" for i in range(n_bands)],
+            bands=bands,
             classes=train_chips.classes,
             normalization={"mean": mean.tolist(), "std": std.tolist()},
             window=cfg.window or train_chips.size,
@@ -818,9 +831,9 @@ def _check_values(cfg: TrainConfig) -> None:
 
 
 def _describe(cfg: TrainConfig, reasons: Mapping[str, str]) -> str:
-    keys = ("arch", "encoder", "pixel_branch", "batch_size", "epochs", "steps_per_epoch", "lr",
-            "schedule", "ema", "loss", "class_weights", "normalization", "window", "overlap",
-            "val_every", "max_minutes")  # fmt: skip
+    keys = ("arch", "encoder", "pixel_branch", "indices", "batch_size", "epochs",
+            "steps_per_epoch", "lr", "schedule", "ema", "loss", "class_weights", "normalization",
+            "window", "overlap", "val_every", "max_minutes")  # fmt: skip
     return ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys)
 
 

@@ -39,8 +39,16 @@ def test_the_example_configurations_are_valid(name):
     ("old", "new", "match"),
     [
         ("[train]", "[trian]", r"unknown section \[trian\]; did you mean \[train\]\?"),
-        ("size = 128", "sise = 128", r"unknown setting sise in \[chips\]; did you mean size\?"),
-        ("epochs = 60", "epoch = 60", r"unknown setting epoch in \[train\]; did you mean epochs"),
+        (
+            "max_nodata = 0.2",
+            "max_nodat = 0.2",
+            r"max_nodat in \[chips\]; did you mean max_nodata\?",
+        ),
+        (
+            "max_minutes = 20",
+            "max_minute = 20",
+            r"max_minute in \[train\]; did you mean max_minutes",
+        ),
         ("seed = 0\n\n[train]", "sed = 0\n\n[train]", r"sed in \[split\]; did you mean seed"),
     ],
 )
@@ -54,12 +62,20 @@ def test_unknown_sections_and_settings_name_the_nearest_valid_one(tmp_path, zion
 @pytest.mark.parametrize(
     ("old", "new", "match"),
     [
-        ("epochs = 60", 'epochs = "sixty"', r"\[train\] epochs = 'sixty' should be an integer"),
-        ("lr = 0.002", "lr = true", r"\[train\] lr = True should be a number"),
-        ("size = 128", "size = 12.8", r"\[chips\] size = 12.8 should be an integer"),
         (
-            'loss = "combo"',
-            'loss = ["combo"]',
+            "seed = 0\n\n[output]",
+            'epochs = "sixty"\n\n[output]',
+            r"\[train\] epochs = 'sixty' should be an integer",
+        ),
+        (
+            "max_minutes = 20",
+            "max_minutes = true",
+            r"\[train\] max_minutes = True should be a number",
+        ),
+        ("max_nodata = 0.2", "size = 12.8", r"\[chips\] size = 12.8 should be an integer"),
+        (
+            "seed = 0\n\n[output]",
+            'loss = ["combo"]\n\n[output]',
             r"\[train\] loss = \['combo'\] should be a string",
         ),
         ("fractions = [0.7, 0.15, 0.15]", 'fractions = [0.7, "a"]', r"fractions\[1\] = 'a'"),
@@ -76,7 +92,7 @@ def test_wrong_types_are_errors_naming_the_type_expected(tmp_path, zion, old, ne
 
 def test_malformed_toml_is_an_error_naming_the_file_and_line(tmp_path, zion):
     text, _ = zion
-    path = _config(tmp_path, text.replace("epochs = 60", "epochs = = 60"))
+    path = _config(tmp_path, text.replace("max_minutes = 20", "max_minutes = = 20"))
     with pytest.raises(ConfigError, match=r"run\.toml is not valid TOML: .*line \d+"):
         load_config(path)
 
