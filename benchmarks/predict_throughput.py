@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xlandcover.predict import AUTO_CHUNK_WINDOWS
+from xlandcover.prediction import AUTO_CHUNK_WINDOWS
 
 ROOT = Path(__file__).resolve().parents[1]
 ZION = ROOT.parent / "shared" / "data" / "zion-landsat8-nlcd" / "landsat8_b2345_stack.tif"
@@ -105,9 +105,9 @@ def make_package(path: Path, quick: bool):  # type: ignore[no-untyped-def]
 def forward_only(package, height: int, width: int, window: int, overlap: int) -> float:  # type: ignore[no-untyped-def]
     """(a): seconds to run the model over every window of the scene grid, nothing else."""
     from xlandcover._torch import torch
-    from xlandcover.predict import _forward
-    from xlandcover.runtime import auto_batch_size, get_model
-    from xlandcover.windows import axis_grid
+    from xlandcover.model._runtime import auto_batch_size, get_model
+    from xlandcover.prediction._predict import _forward
+    from xlandcover.prediction._windows import axis_grid
 
     loaded = get_model(package, package.sha256, "cpu")
     rows = axis_grid(height, window=window, overlap=overlap, multiple=loaded.size_multiple)
@@ -170,7 +170,7 @@ def handwritten(scene: Path, package, out: Path, window: int) -> float:  # type:
 
 def halo_overhead(side: int, chunk: int, window: int, overlap: int) -> float:
     """Fraction of extra windows the chunks run, beyond the scene grid's own (square scene)."""
-    from xlandcover.windows import axis_grid
+    from xlandcover.prediction._windows import axis_grid
 
     grid = axis_grid(side, window=window, overlap=overlap, multiple=32)
     edges = [*range(0, side, chunk), side]

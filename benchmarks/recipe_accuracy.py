@@ -70,7 +70,7 @@ def fetch() -> None:
 
 def dubai() -> xlc.Splits:
     """Aerial RGB, 5 classes, whole tiles: train 1-5, validation 6, test 7."""
-    from xlandcover.config import load_config
+    from xlandcover.training import load_config
 
     cfg = load_config(ROOT / "examples" / "configs" / "dubai.toml")
     return cfg.splits()
@@ -78,7 +78,7 @@ def dubai() -> xlc.Splits:
 
 def zion() -> xlc.Splits:
     """Landsat 8 (4 bands, 30 m) with NLCD 2011 (8 classes), 7.68 km blocks, 960 m buffer."""
-    from xlandcover.config import load_config
+    from xlandcover.training import load_config
 
     cfg = load_config(ROOT / "examples" / "configs" / "zion.toml")
     return cfg.splits()

@@ -27,8 +27,8 @@ import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
 import xlandcover as xlc
-from xlandcover.cluster import client_for
-from xlandcover.resume import write_zarr_resumable
+from xlandcover.jobs import client_for
+from xlandcover.output import write_zarr_resumable
 
 
 def scene(size: int, chunk: int, folder: Path) -> xr.DataArray:

@@ -3,7 +3,7 @@ blending weights along one axis.
 
     .venv/bin/python scripts/make_concept_figure.py [docs/img/concepts.png]
 
-Deterministic and offline: the grid, halo and weights come from ``xlandcover.windows`` (the
+Deterministic and offline: the grid, halo and weights come from ``xlandcover.prediction._windows`` (the
 functions ``predict`` itself uses), nothing is read from disk or the network.
 """
 
@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from xlandcover.windows import axis_grid
+from xlandcover.prediction._windows import axis_grid
 
 #: A small scene: 1100 x 800 px, windows of 256 px overlapping by 64 (stride 192), two chunks
 #: of 550 px side by side.

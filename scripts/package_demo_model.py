@@ -16,8 +16,7 @@ import warnings
 from pathlib import Path
 
 import xlandcover as xlc
-from xlandcover.baseline import random_forest_baseline
-from xlandcover.config import load_config
+from xlandcover.training import load_config, random_forest_baseline
 
 
 def main() -> None:

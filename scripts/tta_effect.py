@@ -14,7 +14,7 @@ import time
 import warnings
 
 import xlandcover as xlc
-from xlandcover.config import load_config
+from xlandcover.training import load_config
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ def test_every_error_subclasses_a_builtin():
 def test_library_is_quiet_unless_logging_is_configured():
     code = (
         "import logging, xlandcover\n"
-        "from xlandcover.cluster import client_for\n"
+        "from xlandcover.jobs import client_for\n"
         "{setup}\n"
         "with client_for('local', n_workers=1) as c: pass\n"
     )

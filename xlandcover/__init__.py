@@ -1,28 +1,50 @@
 """xlandcover: land-cover maps from aerial and satellite imagery, lazily, at any scale.
 
+The top-level namespace is the public API; the subpackages follow the data flow, one stage
+each, and hold the rest of it: :mod:`xlandcover.io` (rasters), :mod:`xlandcover.stac`
+(catalogs), :mod:`xlandcover.training`, :mod:`xlandcover.model` (packages),
+:mod:`xlandcover.prediction`, :mod:`xlandcover.evaluation`, :mod:`xlandcover.output`
+(writers) and :mod:`xlandcover.jobs` (clusters). Modules whose names start with an
+underscore are internal.
+
 ``import xlandcover`` is light: torch and segmentation-models-pytorch load only when a model
-is built or run.
+is built or run; distributed, stackstac, pystac-client and geopandas only when used.
 """
 
 import logging as _logging
+from types import ModuleType as _ModuleType
 
+from . import _compat
 from . import accessor as _accessor  # noqa: F401  (registers DataArray.landcover)
-from .accuracy import AreaAccuracy, assess_error_matrix, assess_sample
-from .baseline import random_forest_baseline
-from .chips import Chips, sample_chips
 from .errors import XLandcoverError
-from .evaluate import evaluate, score_map
-from .io import open_raster
-from .labels import labels_from_colors, open_color_mask
-from .metrics import Report, confusion_matrix
-from .package import ClassInfo, ModelPackage, load_model, save_model
-from .predict import predict
-from .presets import Band, PixelMask, StacPreset, register_preset
-from .sampling import read_sample, sample_design, sample_size, write_sample
-from .splits import Splits, spatial_split
-from .stac import load_stac
-from .train import TrainConfig, TrainResult, train
-from .write import to_cog, to_zarr
+from .evaluation import (
+    AreaAccuracy,
+    Report,
+    assess_error_matrix,
+    assess_sample,
+    confusion_matrix,
+    evaluate,
+    read_sample,
+    sample_design,
+    sample_size,
+    score_map,
+    write_sample,
+)
+from .io import labels_from_colors, open_color_mask, open_raster
+from .model import ClassInfo, ModelPackage, load_model, save_model
+from .output import to_cog, to_zarr
+from .prediction import predict
+from .stac import Band, PixelMask, StacPreset, load_stac, register_preset
+from .training import (
+    Chips,
+    Splits,
+    TrainConfig,
+    TrainResult,
+    random_forest_baseline,
+    sample_chips,
+    spatial_split,
+    train,
+)
 
 __all__ = [
     "AreaAccuracy",
@@ -62,6 +84,18 @@ __all__ = [
     "write_sample",
 ]
 __version__ = "0.1.0"
+
+# The flat modules of xlandcover 0.1 (xlandcover.chips, xlandcover.predict, ...) still import,
+# with a deprecation warning, for one release.
+_compat.install()
+
+
+def __getattr__(name: str) -> _ModuleType:
+    module = _compat.moved_module(name)
+    if module is None:
+        raise AttributeError(f"module 'xlandcover' has no attribute {name!r}")
+    return module
+
 
 # Library calls are quiet: log records go nowhere unless the application configures logging
 # (the CLI shows INFO). Progress bars are separate (tqdm / Dask) and can be turned off.

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
-    from .package import ModelPackage
+    from .model._package import ModelPackage
 
 
 @xr.register_dataarray_accessor("landcover")
@@ -27,31 +27,32 @@ class LandcoverAccessor:
     def predict(self, model: ModelPackage | str | os.PathLike[str], **kwargs: Any) -> xr.DataArray:
         """Lazy land-cover prediction; see :func:`xlandcover.predict` (a Dataset when
         ``output`` is a tuple of layers)."""
-        from .predict import predict
+        from .prediction._predict import predict
 
         return predict(self._obj, model, **kwargs)
 
     def sieve(self, min_size: int, **kwargs: Any) -> xr.DataArray:
-        """Merge patches under ``min_size`` pixels; see :func:`xlandcover.sieve.sieve`."""
-        from .sieve import sieve
+        """Merge patches under ``min_size`` pixels; see :func:`xlandcover.prediction.sieve`."""
+        from .prediction._sieve import sieve
 
         return sieve(self._obj, min_size, **kwargs)
 
     def to_zarr(self, store: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Stream this prediction to a Zarr v3 store; see :func:`xlandcover.to_zarr`."""
-        from .write import to_zarr
+        from .output._write import to_zarr
 
         return to_zarr(self._obj, store, overwrite=overwrite)
 
     def to_cog(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Stream this prediction to a Cloud-Optimized GeoTIFF; see :func:`xlandcover.to_cog`."""
-        from .write import to_cog
+        from .output._write import to_cog
 
         return to_cog(self._obj, path, overwrite=overwrite)
 
     def area(self, **kwargs: Any) -> pd.DataFrame:
-        """Pixels, hectares, km2 and share per class; see :func:`xlandcover.stats.class_areas`."""
-        from .stats import class_areas
+        """Pixels, hectares, km2 and share per class; see
+        :func:`xlandcover.evaluation.class_areas`."""
+        from .evaluation._areas import class_areas
 
         return class_areas(self._obj, **kwargs)
 

@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from . import load_model, open_raster
-    from .evaluate import score_map
+    from .evaluation._evaluate import score_map
 
     demo = DEMOS[args.scene]
     data = resources.files("xlandcover") / "data"
@@ -226,9 +226,9 @@ def _predict(args: argparse.Namespace) -> int:
     import xarray as xr
 
     from . import load_model, open_raster, to_cog
-    from .cluster import scheduler_address
-    from .io import check_chunks
-    from .outputs import check_distinct, output_lock, output_record
+    from .io._raster import check_chunks
+    from .jobs._cluster import scheduler_address
+    from .output._targets import check_distinct, output_lock, output_record
 
     if args.out is None and args.cog is None:
         log.error("error: give an output: --out OUT.zarr and/or --cog OUT.tif")
@@ -243,7 +243,7 @@ def _predict(args: argparse.Namespace) -> int:
         scheduler_address(args.scheduler)  # a mistyped address fails before any work
     model = load_model(args.model)
     if args.stac:
-        from .stac import load_stac
+        from .stac._load import load_stac
 
         img = load_stac(
             args.stac,
@@ -282,8 +282,8 @@ def _predict(args: argparse.Namespace) -> int:
     )
     job = None
     if args.out is not None:
-        from .cluster import client_for
-        from .resume import write_zarr_resumable
+        from .jobs._cluster import client_for
+        from .output._resume import write_zarr_resumable
 
         with client_for(args.scheduler, n_workers=args.workers) as client:
             start = time.perf_counter()
@@ -314,7 +314,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _run(job: Callable[[], object], labels: xr.DataArray) -> None:
     from dask.diagnostics import ProgressBar
 
-    from .progress import mean_pixel_area, rate_text
+    from .output._progress import mean_pixel_area, rate_text
 
     start = time.perf_counter()
     with ProgressBar(out=sys.stderr, minimum=1.0):
@@ -328,7 +328,7 @@ def _print_areas(labels: xr.DataArray) -> None:
     """Per-class area of a written label map, read chunk by chunk."""
     import pandas as pd
 
-    from .stats import class_areas
+    from .evaluation._areas import class_areas
 
     table = class_areas(labels)
     shown = table.drop(columns="id")
@@ -346,7 +346,7 @@ def _preview(image: xr.DataArray, labels: xr.DataArray, model: object, path: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .package import ModelPackage
+    from .model._package import ModelPackage
     from .plot import plot_labels, plot_rgb
 
     assert isinstance(model, ModelPackage)
@@ -359,8 +359,8 @@ def _preview(image: xr.DataArray, labels: xr.DataArray, model: object, path: Pat
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .train import train
+    from .training._config import load_config
+    from .training._train import train
 
     cfg = load_config(args.config)
     chips = cfg.chips()
@@ -400,8 +400,8 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .config import load_config
-    from .evaluate import evaluate
+    from .evaluation._evaluate import evaluate
+    from .training._config import load_config
 
     cfg = load_config(args.config)
     splits = cfg.splits()
@@ -418,7 +418,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report.to_json(out / "report.json")
     _save_plots(report, out, "")
     if args.baseline:
-        from .baseline import random_forest_baseline
+        from .training._baseline import random_forest_baseline
 
         t0 = time.monotonic()
         base = random_forest_baseline(splits, partition=args.split, seed=0)
@@ -442,7 +442,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from .evaluate import evaluate_calibration
+        from .evaluation._evaluate import evaluate_calibration
 
         with ProgressBar(out=sys.stderr, minimum=1.0):
             calibration = evaluate_calibration(args.model, split=part, device=args.device)
@@ -470,7 +470,7 @@ def _sample_design(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from . import open_raster
-    from .sampling import sample_design, sample_size, write_sample
+    from .evaluation._sampling import sample_design, sample_size, write_sample
 
     grid = args.pixel_grid
     labels = open_raster(args.map, chunks=args.chunk, pixel_grid=grid)[0]
@@ -483,7 +483,7 @@ def _sample_design(args: argparse.Namespace) -> int:
         if args.target_se is None or accuracy is None:
             log.error("error: give --n, or --target-se with --users-accuracy")
             return 2
-        from .stats import class_areas
+        from .evaluation._areas import class_areas
 
         counts = class_areas(strata if strata is not None else labels)
         n = sample_size(dict(zip(counts["id"], counts["pixels"], strict=True)), accuracy,
@@ -515,7 +515,7 @@ def _assess(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .accuracy import assess_sample
+    from .evaluation._accuracy import assess_sample
 
     result = assess_sample(
         args.sample,
@@ -543,7 +543,7 @@ def _save_plots(report: object, out: Path, prefix: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .metrics import Report
+    from .evaluation._metrics import Report
 
     assert isinstance(report, Report)
     for name, draw in (("confusion", report.plot_confusion), ("per-class", report.plot_per_class)):

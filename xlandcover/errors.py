@@ -187,3 +187,9 @@ class ConfigError(XLandcoverError, ValueError):
 
 class InputRangeWarning(XLandcoverWarning):
     """The image's values lie far outside the range the model was trained on."""
+
+
+class XLandcoverDeprecationWarning(FutureWarning):
+    """A name, argument or import path that still works but will be removed in a later
+    release; the message says what to use instead. (Not an :class:`XLandcoverWarning`, so
+    filters on those do not hide it.)"""

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from .labels import as_label_raster, classes_from_attrs
-from .package import ClassInfo, hex_to_rgb
+from .io._labels import as_label_raster, classes_from_attrs
+from .model._package import ClassInfo, hex_to_rgb
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

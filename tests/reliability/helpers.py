@@ -98,7 +98,7 @@ def edited_package(
     edit differs."""
     from safetensors.numpy import load, save
 
-    from xlandcover.package import _weights_digest
+    from xlandcover.model._package import _weights_digest
 
     blob = source.read_bytes()
     n = int.from_bytes(blob[:8], "little")

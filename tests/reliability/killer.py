@@ -51,14 +51,14 @@ def main(phase: str, argv: list[str]) -> int:
     import rasterio.io
     import rasterio.shutil
 
-    import xlandcover.resume
+    import xlandcover.output._resume
     from xlandcover.cli import main as cli
 
     onto = {"after-publish": "--out", "after-cog-publish": "--cog"}
     if phase == "before-manifest":
-        _after(xlandcover.resume, "_create_store")
+        _after(xlandcover.output._resume, "_create_store")
     elif phase == "mid-chunks":
-        _after(xlandcover.resume, "_write_block", calls=5)
+        _after(xlandcover.output._resume, "_write_block", calls=5)
     elif phase == "cog-stream":
         _after(rasterio.io.DatasetWriter, "write")
     elif phase == "cog-copy":

@@ -14,7 +14,6 @@ import pytest
 
 import xlandcover as xlc
 from xlandcover.cli import main
-from xlandcover.cluster import client_for
 from xlandcover.errors import (
     ChunkSizeError,
     InputFileError,
@@ -24,6 +23,7 @@ from xlandcover.errors import (
     SchedulerError,
     SchedulerUnreachableError,
 )
+from xlandcover.jobs import client_for
 
 from ..conftest import ZION, make_image
 from .helpers import labels, listing, tmpfs

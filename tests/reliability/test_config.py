@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from xlandcover.augment import AugmentConfig
 from xlandcover.cli import main
-from xlandcover.config import load_config
 from xlandcover.errors import ConfigError
-from xlandcover.train import TrainConfig
+from xlandcover.training import AugmentConfig, TrainConfig, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "configs"
 
@@ -107,7 +105,7 @@ def test_cli_train_reports_a_bad_configuration_plainly(tmp_path, zion, caplog):
 def test_every_training_setting_is_valid_without_a_list_to_keep_in_step():
     """Valid keys come from the dataclasses: each field of TrainConfig (and AugmentConfig)
     with its default value passes, so a field added there is valid in files at once."""
-    from xlandcover.config import check_config
+    from xlandcover.training import check_config
 
     base = {"data": {"images": "a.tif", "labels": "b.tif"}}
     for f in dataclasses.fields(TrainConfig):

@@ -115,7 +115,7 @@ def test_cli_refuses_to_write_the_map_over_its_input(cli_scene, flag, caplog):
 
 
 def test_outputs_that_are_an_input_are_refused_by_the_api_too(tmp_path):
-    from xlandcover.outputs import check_distinct
+    from xlandcover.output import check_distinct
 
     scene = tmp_path / "scene.tif"
     scene.touch()

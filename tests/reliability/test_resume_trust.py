@@ -20,10 +20,11 @@ import zarr
 from distributed import Client
 
 import xlandcover as xlc
-import xlandcover.resume
+import xlandcover.output._resume
 from xlandcover.cli import main
 from xlandcover.errors import InputChangedError, OutputLockedError
-from xlandcover.resume import ChunkFailedError, write_zarr_resumable
+from xlandcover.output import write_zarr_resumable
+from xlandcover.output._resume import ChunkFailedError
 
 from ..conftest import make_image
 
@@ -117,7 +118,7 @@ def test_a_recorded_chunk_whose_data_is_missing_is_computed_again(tmp_path, tiny
 
 def test_chunk_data_is_flushed_to_disk_before_its_record(tmp_path, tiny_package, monkeypatch):
     events: list[tuple[str, str]] = []
-    real_fsync, real_touch = xlandcover.resume.fsync_file, Path.touch
+    real_fsync, real_touch = xlandcover.output._resume.fsync_file, Path.touch
 
     def fsync(path):
         events.append(("fsync", str(path)))
@@ -127,7 +128,7 @@ def test_chunk_data_is_flushed_to_disk_before_its_record(tmp_path, tiny_package,
         events.append(("record", self.name))
         real_touch(self, *args, **kwargs)
 
-    monkeypatch.setattr(xlandcover.resume, "fsync_file", fsync)
+    monkeypatch.setattr(xlandcover.output._resume, "fsync_file", fsync)
     monkeypatch.setattr(Path, "touch", touch)
     labels = xlc.predict(make_image(128, 128).chunk({"y": 64, "x": 64}), tiny_package, chunks=None)
     with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
@@ -146,7 +147,7 @@ def test_a_second_job_on_the_same_store_is_told_who_holds_it(tmp_path, tiny_pack
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from xlandcover.outputs import "
+            "import sys, time; from pathlib import Path; from xlandcover.output._targets import "
             "output_lock\nwith output_lock(Path(sys.argv[1])):\n print('held', flush=True); "
             "time.sleep(60)",
             str(out),

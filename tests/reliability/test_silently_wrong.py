@@ -14,7 +14,7 @@ from rasterio.crs import CRS
 
 import xlandcover as xlc
 from xlandcover.errors import BandMismatchError, InputRangeWarning, ModelPackageError
-from xlandcover.package import NODATA_LABEL
+from xlandcover.model import NODATA_LABEL
 
 from ..conftest import make_image, tiny_net
 from .helpers import edited_package
@@ -252,7 +252,7 @@ def test_a_hub_encoder_never_reaches_the_network(tmp_path, tiny_package, monkeyp
     )
     with pytest.raises(ModelPackageError, match="network"):
         xlc.predict(make_image(64, 64), str(path))
-    from xlandcover.package import build_architecture
+    from xlandcover.model import build_architecture
 
     with pytest.raises(ModelPackageError, match="remote or file source"):
         build_architecture("Unet", {"encoder_name": "hf-hub:someone/model", "classes": 4})
@@ -278,7 +278,7 @@ class _Chips:
 
 
 def _forget_range_warnings():
-    from xlandcover.predict import _RANGE_WARNED
+    from xlandcover.prediction._predict import _RANGE_WARNED
 
     _RANGE_WARNED.clear()
 
@@ -286,7 +286,7 @@ def _forget_range_warnings():
 @pytest.fixture(scope="module")
 def ranged_package(tmp_path_factory):
     """A model trained on uint16-like data: values 5000-15000 per band."""
-    from xlandcover.package import band_range
+    from xlandcover.model import band_range
 
     rng = np.random.default_rng(0)
     chips = _Chips([rng.integers(5000, 15000, (3, 32, 32)) for _ in range(4)])

@@ -10,7 +10,7 @@ import xarray as xr
 from distributed import Client
 
 import xlandcover as xlc
-from xlandcover.resume import write_zarr_resumable
+from xlandcover.output import write_zarr_resumable
 
 from ..conftest import make_image
 from .helpers import labels, probabilities

@@ -1,0 +1,142 @@
+"""spatial_split: disjoint, non-overlapping, buffered, deterministic partitions of whole blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import xlandcover as xlc
+from xlandcover.errors import EmptySplitError, SplitWarning
+from xlandcover.training._splits import _gaps
+
+from ..conftest import make_image
+from .test_chips import make_labels
+
+
+def grid_chips(h=160, w=192, size=16, stride=16, n_sources=1):
+    # sources side by side, 10 km apart (sources at one place would overlap, and the split
+    # would rightly drop train chips under test chips)
+    imgs = [make_image(h, w, seed=i) for i in range(n_sources)]
+    imgs = [img.assign_coords(x=img.x + 10_000.0 * i) for i, img in enumerate(imgs)]
+    return xlc.sample_chips(imgs, [make_labels(i) for i in imgs], size=size, stride=stride,
+                            groups=[f"g{i}" for i in range(n_sources)])  # fmt: skip
+
+
+CHIPS = {
+    (size, stride): grid_chips(size=size, stride=stride)
+    for size, stride in [(16, 16), (16, 8), (24, 16)]
+}
+
+
+def bounds(part):
+    return part.table[["minx", "miny", "maxx", "maxy"]].to_numpy()
+
+
+@pytest.mark.filterwarnings("ignore::xlandcover.errors.SplitWarning")
+@settings(max_examples=40, deadline=None)
+@given(
+    geometry=st.sampled_from(sorted(CHIPS)),
+    block=st.sampled_from([320.0, 480.0, 640.0]),
+    buffer=st.sampled_from([0.0, 10.0, 160.0]),
+    seed=st.integers(0, 10_000),
+    fractions=st.sampled_from([(0.7, 0.15, 0.15), (0.5, 0.25, 0.25), (0.8, 0.2, 0.0)]),
+)
+def test_partitions_are_disjoint_apart_and_deterministic(geometry, block, buffer, seed, fractions):
+    chips = CHIPS[geometry]
+    try:
+        splits = xlc.spatial_split(
+            chips, block_size=block, fractions=fractions, buffer=buffer, seed=seed
+        )
+    except EmptySplitError:
+        return  # a buffer may eat a whole small partition; that is reported, not hidden
+    ids = [set(p.table["chip"]) for p in splits]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert set().union(*ids) <= set(chips.table["chip"])
+    assert len(ids[2]) == 0 if fractions[2] == 0 else len(ids[2]) > 0
+    parts = list(splits)
+    for a in range(3):
+        for b in range(a + 1, 3):
+            if len(parts[a]) and len(parts[b]):
+                gaps = _gaps(bounds(parts[a]), bounds(parts[b]))
+                assert (gaps >= buffer).all() and (gaps >= 0).all()  # never overlapping
+    again = xlc.spatial_split(
+        chips, block_size=block, fractions=fractions, buffer=buffer, seed=seed
+    )
+    for p, q in zip(splits, again, strict=True):
+        assert p.table["chip"].tolist() == q.table["chip"].tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    block=st.sampled_from([160.0, 320.0, 480.0]),
+    seed=st.integers(0, 10_000),
+    fractions=st.sampled_from([(0.7, 0.15, 0.15), (0.6, 0.2, 0.2), (0.34, 0.33, 0.33)]),
+)
+def test_fractions_are_met_up_to_one_block(block, seed, fractions):
+    chips = CHIPS[(16, 16)]  # stride == size: no overlaps, so without buffer nothing is dropped
+    splits = xlc.spatial_split(chips, block_size=block, fractions=fractions, seed=seed)
+    sizes = np.array([len(p) for p in splits])
+    assert sizes.sum() == len(chips)
+    blocks = np.floor(chips.table[["cx", "cy"]].to_numpy() / block)
+    _, per_block = np.unique(blocks, axis=0, return_counts=True)
+    assert (np.abs(sizes - np.array(fractions) * len(chips)) <= 2 * per_block.max()).all()
+
+
+def test_every_chip_of_a_block_goes_to_one_partition():
+    chips = CHIPS[(16, 16)]
+    splits = xlc.spatial_split(chips, block_size=480.0, seed=3)
+    where = {}
+    for name, part in zip(("train", "val", "test"), splits, strict=True):
+        for cx, cy in part.table[["cx", "cy"]].to_numpy():
+            key = (np.floor(cx / 480.0), np.floor(cy / 480.0))
+            assert where.setdefault(key, name) == name
+    assert set(splits.assignment["split"]) == {"train", "val", "test"}
+
+
+def test_buffer_thins_train_first_and_never_test():
+    chips = CHIPS[(16, 16)]
+    plain = xlc.spatial_split(chips, block_size=480.0, seed=1)
+    buffered = xlc.spatial_split(chips, block_size=480.0, seed=1, buffer=100.0)
+    assert len(buffered.test) == len(plain.test)
+    assert len(buffered.train) < len(plain.train)
+    in_pixels = xlc.spatial_split(chips, block_size=48, units="pixels", seed=1, buffer=10)
+    assert len(in_pixels.test) == len(plain.test) and len(in_pixels.train) == len(buffered.train)
+
+
+def test_group_mode_keeps_whole_groups_and_explicit_assignment():
+    chips = grid_chips(64, 64, n_sources=5)
+    splits = xlc.spatial_split(chips, by="group", fractions=(0.6, 0.2, 0.2), seed=0)
+    for part in splits:
+        for g in set(part.table["group"]):
+            assert (chips.table["group"] == g).sum() == (part.table["group"] == g).sum()
+    fixed = xlc.spatial_split(chips, by="group", assign={"val": ["g1"], "test": ["g4"]})
+    assert set(fixed.test.table["group"]) == {"g4"} and set(fixed.val.table["group"]) == {"g1"}
+    assert set(fixed.train.table["group"]) == {"g0", "g2", "g3"}
+
+
+def test_overlapping_sources_in_one_crs_are_kept_apart():
+    a = make_image(64, 64)
+    b = a.assign_coords(x=a.x + 320.0)  # 32 px east: half of it lies over the east half of a
+    chips = xlc.sample_chips([a, b], [make_labels(a), make_labels(b)], size=16, groups="ab")
+    with pytest.warns(SplitWarning, match="more than a third of train 8 of 16 chips"):
+        splits = xlc.spatial_split(chips, by="group", assign={"test": ["b"]})
+    assert splits.dropped == {"train": 8, "val": 0, "test": 0}
+    assert len(splits.test) == 16
+    assert len(splits.train) == 8 and (splits.train.table["col"] < 32).all()
+    with pytest.raises(EmptySplitError, match="train partition lost all its chips: they overlap"):
+        east_of_a = chips.subset((chips.table["group"] == "b") | (chips.table["col"] >= 32))
+        xlc.spatial_split(east_of_a, by="group", assign={"test": ["b"]})
+
+
+def test_errors_name_the_empty_partition_and_why():
+    chips = grid_chips(64, 64, n_sources=2)
+    with pytest.raises(EmptySplitError, match="partition got no block: 2 block"):
+        xlc.spatial_split(chips, by="group")
+    with pytest.raises(EmptySplitError, match="'nope' given for test"):
+        xlc.spatial_split(chips, by="group", assign={"test": ["nope"]})
+    with pytest.raises(ValueError, match="summing to 1"):
+        xlc.spatial_split(chips, block_size=100.0, fractions=(0.5, 0.2, 0.2))
+    with pytest.raises(EmptySplitError, match="buffer"):
+        xlc.spatial_split(CHIPS[(16, 16)], block_size=480.0, seed=1, buffer=10_000.0)

@@ -1,0 +1,266 @@
+"""Scoring a model package against reference labels, out of core.
+
+:func:`evaluate` predicts with the seamless predictor (so the score is that of the maps users
+get, not of isolated chips), masks the pixels to score, and sums a confusion matrix chunk by
+chunk (:func:`xlandcover.evaluation.confusion_matrix`). With ``split=`` it scores only the pixels
+covered by that partition's chips, predicting each source's bounding box of them plus a margin
+of context; each pixel counts once, however many chips cover it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..io._labels import as_label_raster
+from ..model._package import NODATA_LABEL, ModelPackage, load_model
+from ..prediction._predict import TTA, predict
+from ..training._chips import Chips, ChipSource, _source, chips_in_block
+from ._calibration import Calibration, ReliabilityCounts
+from ._metrics import Report, confusion_matrix
+
+#: Label value for "do not score" in the masked truth (class ids are 0..254).
+SKIP = NODATA_LABEL
+
+
+@dataclass(frozen=True)
+class Region:
+    """A window of one source to score: pixel box and the chip rectangles inside it."""
+
+    source: ChipSource
+    rows: slice
+    cols: slice
+    rects: np.ndarray | None  # (n, 2) chip top-lefts relative to the window; None = all
+    size: int
+    unlabelled: tuple[int, ...]
+
+
+def evaluate(
+    model: ModelPackage | str | os.PathLike[str],
+    image: xr.DataArray | None = None,
+    labels: xr.DataArray | None = None,
+    *,
+    split: Chips | None = None,
+    window: int | None = None,
+    overlap: int | float | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    ignore_index: int | None = None,
+    tta: bool | TTA = False,
+) -> Report:
+    """Per-class IoU, precision, recall, F1, mIoU, accuracy and kappa of ``model``.
+
+    Parameters
+    ----------
+    model
+        A model package or its path.
+    image, labels
+        A scene and its class-id raster on the same grid. Without ``split``, every labelled
+        pixel is scored.
+    split
+        A partition from :func:`~xlandcover.spatial_split` (e.g. ``splits.test``): only the
+        pixels its chips cover are scored. Its own images are used when ``image`` is None.
+    ignore_index
+        A label value to skip, besides the label raster's nodata.
+    tta
+        Test-time augmentation passed to :func:`~xlandcover.predict` (``"flips"``, ``"d4"``).
+    """
+    package = model if isinstance(model, ModelPackage) else load_model(model)
+    meta = package.metadata
+    regions = list(_regions(image, labels, split, ignore_index))
+    total = None
+    for region in regions:
+        img = region.source.image[:, region.rows, region.cols]
+        lab = region.source.labels[region.rows, region.cols]
+        pred = predict(
+            img,
+            package,
+            window=window,
+            overlap=overlap,
+            batch_size=batch_size,
+            device=device,
+            tta=tta,
+        ).data
+        truth = _masked_truth(lab.data, pred.chunks, region)
+        cm = confusion_matrix(pred, truth, meta.class_ids, ignore_index=SKIP)
+        total = cm if total is None else total + cm
+    assert total is not None
+    return _report(total, package)
+
+
+def score_map(
+    mapped: xr.DataArray, reference: xr.DataArray, model: ModelPackage | str | os.PathLike[str]
+) -> Report:
+    """Scores of an already predicted label map (e.g. a written COG) against reference labels.
+
+    Both are single-band class-id rasters on one grid; the reference's nodata and the map's
+    255 are skipped. No prediction runs.
+    """
+    package = model if isinstance(model, ModelPackage) else load_model(model)
+    meta = package.metadata
+    truth = as_label_raster(reference)
+    pred = as_label_raster(mapped)
+    unlabelled = () if truth.rio.nodata is None else (int(truth.rio.nodata),)
+    h, w = truth.shape
+    region = Region(_source(0, pred.expand_dims("band"), truth, "0"), slice(0, h), slice(0, w),
+                    None, 0, unlabelled)  # fmt: skip
+    pred_data = da.asarray(pred.data)
+    masked = _masked_truth(truth.data, pred_data.chunks, region)
+    cm = confusion_matrix(pred_data, masked, meta.class_ids, ignore_index=SKIP)
+    return _report(cm, package)
+
+
+def _report(cm: object, package: ModelPackage) -> Report:
+    (matrix,) = dask.compute(cm)
+    meta = package.metadata
+    return Report.from_confusion(
+        np.asarray(matrix),
+        meta.class_ids,
+        class_names=meta.class_names,
+        class_colors=[c.color for c in meta.classes],
+    )
+
+
+def regions_of(chips: Chips, margin: int) -> Iterator[Region]:
+    """Per source, one region per cluster of chips: the bounding box of chips whose
+    ``margin``-grown boxes touch, grown by ``margin`` px (clipped). Scattered blocks (a spatial
+    split) are predicted as several small regions instead of one box spanning the scene."""
+    t = chips.table
+    for s in sorted(set(t["source"].tolist())):
+        src = chips.sources[s]
+        tops = t.loc[t["source"] == s, ["row", "col"]].to_numpy()
+        h, w = src.labels.shape
+        for members in _clusters(tops, chips.size, margin):
+            rows_, cols_ = tops[members, 0], tops[members, 1]
+            r0, c0 = max(int(rows_.min()) - margin, 0), max(int(cols_.min()) - margin, 0)
+            r1 = min(int(rows_.max()) + chips.size + margin, h)
+            c1 = min(int(cols_.max()) + chips.size + margin, w)
+            rects = np.stack([rows_ - r0, cols_ - c0], axis=1)
+            yield Region(src, slice(r0, r1), slice(c0, c1), rects, chips.size, chips.unlabelled)
+
+
+def _clusters(tops: np.ndarray, size: int, margin: int) -> list[np.ndarray]:
+    """Indices of chips (top-left ``tops``) grouped by connected ``margin``-grown boxes, on
+    the grid of the boxes' own edges (cheap for any raster size)."""
+    from scipy import ndimage
+
+    lo, hi = tops - margin, tops + size + margin
+    edges = [np.unique(np.concatenate([lo[:, k], hi[:, k]])) for k in (0, 1)]
+    a = [np.searchsorted(edges[k], lo[:, k]) for k in (0, 1)]
+    b = [np.searchsorted(edges[k], hi[:, k]) for k in (0, 1)]
+    covered = np.zeros((len(edges[0]) - 1, len(edges[1]) - 1), dtype=bool)
+    for r0, r1, c0, c1 in zip(a[0], b[0], a[1], b[1], strict=True):
+        covered[r0:r1, c0:c1] = True
+    labels, _ = ndimage.label(covered)  # 4-connected: boxes that share an edge or overlap
+    cluster = labels[a[0], a[1]]
+    return [np.flatnonzero(cluster == c) for c in np.unique(cluster)]
+
+
+def _regions(
+    image: xr.DataArray | None,
+    labels: xr.DataArray | None,
+    split: Chips | None,
+    ignore_index: int | None,
+) -> Iterator[Region]:
+    extra = () if ignore_index is None else (int(ignore_index),)
+    if split is not None and image is None:
+        for r in regions_of(split, margin=split.size):
+            yield Region(r.source, r.rows, r.cols, r.rects, r.size, r.unlabelled + extra)
+        return
+    if image is None or labels is None:
+        raise ValueError("evaluate() needs image and labels, or split=")
+    src = _source(0, image, labels, "0")
+    unlabelled = extra + (() if src.labels.rio.nodata is None else (int(src.labels.rio.nodata),))
+    if split is None:
+        h, w = src.labels.shape
+        yield Region(src, slice(0, h), slice(0, w), None, 0, unlabelled)
+        return
+    if len(split.sources) != 1 or split.sources[0].image.shape != image.shape:
+        raise ValueError(
+            "split= refers to other images than `image`; pass split= alone to score the "
+            "partition on its own images"
+        )
+    for r in regions_of(split, margin=split.size):
+        yield Region(src, r.rows, r.cols, r.rects, r.size, unlabelled + r.unlabelled)
+
+
+def _masked_truth(labels: object, chunks: tuple[tuple[int, ...], ...], region: Region) -> da.Array:
+    """Labels with :data:`SKIP` outside the chips and where unlabelled."""
+    truth = da.asarray(labels).rechunk(chunks)
+    unlabelled = np.asarray(region.unlabelled, dtype=np.int64)
+
+    def mask(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        out = block.astype(np.int64)
+        skip = np.isin(out, unlabelled)
+        if region.rects is not None:
+            assert block_info is not None
+            (r0, _), (c0, _) = block_info[0]["array-location"]
+            covered = np.zeros(block.shape, dtype=bool)
+            for _, window in chips_in_block(region.rects, region.size, (r0, c0), block.shape):
+                covered[window] = True
+            skip |= ~covered
+        out[skip] = SKIP
+        return out
+
+    return truth.map_blocks(mask, dtype=np.int64)
+
+
+def evaluate_calibration(
+    model: ModelPackage | str | os.PathLike[str],
+    image: xr.DataArray | None = None,
+    labels: xr.DataArray | None = None,
+    *,
+    split: Chips | None = None,
+    bins: int = 15,
+    window: int | None = None,
+    overlap: int | float | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    ignore_index: int | None = None,
+) -> Calibration:
+    """Expected calibration error and reliability of ``model``'s probabilities on reference
+    labels, at ``T = 1`` and at the package's temperature, out of core.
+
+    The pixels scored are those of :func:`evaluate` (the same arguments); probabilities come
+    from the seamless predictor, so the ECE is that of the maps and uncertainty layers users
+    get. With an uncalibrated package (``T = 1``) "before" and "after" coincide.
+    """
+    package = model if isinstance(model, ModelPackage) else load_model(model)
+    ids = np.asarray(package.metadata.class_ids, dtype=np.int64)
+    temperatures = {"before": 1.0, "after": package.metadata.temperature}
+    parts: dict[str, list[object]] = {"before": [], "after": []}
+    for region in _regions(image, labels, split, ignore_index):
+        img = region.source.image[:, region.rows, region.cols]
+        lab = region.source.labels[region.rows, region.cols]
+        for when, t in temperatures.items():
+            if when == "after" and t == 1.0:
+                continue
+            probs = predict(img, package, window=window, overlap=overlap, batch_size=batch_size,
+                            device=device, output="probabilities", temperature=t).data  # fmt: skip
+            truth = _masked_truth(lab.data, probs.chunks[1:], region)
+            parts[when] += [
+                dask.delayed(_reliability_block)(p, tb, ids=ids, bins=bins)
+                for p, tb in zip(
+                    probs.to_delayed().ravel(), truth.to_delayed().ravel(), strict=True
+                )
+            ]
+    (before, after) = dask.compute(parts["before"], parts["after"])
+    total_before = sum(before, ReliabilityCounts(bins))
+    total_after = sum(after, ReliabilityCounts(bins)) if after else total_before
+    return Calibration(temperatures["after"], total_before, total_after)
+
+
+def _reliability_block(
+    probs: np.ndarray, truth: np.ndarray, *, ids: np.ndarray, bins: int
+) -> ReliabilityCounts:
+    """Reliability counts of one chunk: truth class ids to channel indices, SKIP ignored."""
+    index = np.full(int(max(ids.max(), SKIP)) + 1, -1, dtype=np.int64)
+    index[ids] = np.arange(len(ids))
+    t = np.where(truth == SKIP, -1, index[np.clip(truth, 0, len(index) - 1)])
+    return ReliabilityCounts.of(probs[None], t[None], bins=bins, ignore_index=-1)

@@ -1,0 +1,40 @@
+"""Training: chips, spatial splits, augmentation, losses, the training recipe and
+:func:`train`, the per-pixel random-forest baseline, and TOML run configurations."""
+
+from ._augment import AugmentConfig
+from ._baseline import BaselineResult, forest_baseline, random_forest_baseline
+from ._chips import Chips, ChipSource, sample_chips
+from ._config import RunConfig, check_config, load_config
+from ._losses import LOSSES, make_loss, median_frequency_weights
+from ._recipe import FIXED_DEFAULTS, DataProfile, auto_chip_size, auto_settings
+from ._splits import SPLITS, Splits, recommend_block_size, spatial_split
+from ._train import SCHEDULES, TrainConfig, TrainResult, band_statistics, train
+
+__all__ = [
+    "FIXED_DEFAULTS",
+    "LOSSES",
+    "SCHEDULES",
+    "SPLITS",
+    "AugmentConfig",
+    "BaselineResult",
+    "ChipSource",
+    "Chips",
+    "DataProfile",
+    "RunConfig",
+    "Splits",
+    "TrainConfig",
+    "TrainResult",
+    "auto_chip_size",
+    "auto_settings",
+    "band_statistics",
+    "check_config",
+    "forest_baseline",
+    "load_config",
+    "make_loss",
+    "median_frequency_weights",
+    "random_forest_baseline",
+    "recommend_block_size",
+    "sample_chips",
+    "spatial_split",
+    "train",
+]

@@ -1,0 +1,379 @@
+"""Train/validation/test splits by spatial blocks, so that held-out chips are held-out places.
+
+Random splits of pixels or overlapping chips leak: neighbouring pixels are nearly identical, so a
+model is scored on what it has seen. :func:`spatial_split` assigns whole contiguous blocks (a
+square grid anchored at the CRS origin, or user groups such as image tiles) to one partition,
+then drops the chips of a lower-priority partition (train < val < test) that overlap or come
+closer than ``buffer`` to a chip of another partition. The test set is never thinned.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from ..errors import EmptySplitError, SplitWarning
+from ._chips import Chips, distinct_counts
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The three partitions; ``assignment`` says which block went where, ``dropped`` how
+    many chips of each partition the buffer removed."""
+
+    train: Chips
+    val: Chips
+    test: Chips
+    assignment: pd.DataFrame
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    block_size: float | None = None
+    units: str = ""
+
+    def __iter__(self) -> Iterator[Chips]:
+        return iter((self.train, self.val, self.test))
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{name} {len(part)} chips ({self.dropped.get(name, 0)} dropped)"
+            for name, part in zip(SPLITS, self, strict=True)
+        )
+        return f"<Splits: {parts}; {len(self.assignment)} blocks>"
+
+    def summary(self) -> pd.DataFrame:
+        """Chips kept and dropped by the buffer, blocks, and labelled pixels per class and
+        partition, each pixel counted once however many chips cover it."""
+        rows = {}
+        for name, part in zip(SPLITS, self, strict=True):
+            counts = distinct_counts(part) if len(part) else np.zeros(len(part.class_ids))
+            rows[name] = {
+                "chips": len(part),
+                "dropped": int(self.dropped.get(name, 0)),
+                "blocks": int((self.assignment["split"] == name).sum()),
+                **{c.name: int(n) for c, n in zip(part.classes, counts, strict=True)},
+            }
+        return pd.DataFrame(rows).T
+
+
+def spatial_split(
+    chips: Chips,
+    *,
+    block_size: float | Literal["auto"] | None = None,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    buffer: float = 0.0,
+    seed: int = 0,
+    by: Literal["block", "group", "source"] = "block",
+    units: Literal["crs", "pixels"] = "crs",
+    assign: Mapping[str, Sequence[str]] | None = None,
+    stratify: bool = True,
+) -> Splits:
+    """Split chips into train/val/test by contiguous spatial blocks.
+
+    Parameters
+    ----------
+    chips
+        From :func:`~xlandcover.sample_chips`.
+    block_size
+        Side of the square blocks (``by="block"``), in CRS units or pixels (``units``). A
+        chip belongs to the block holding its centre. ``"auto"``:
+        :func:`recommend_block_size` (blocks several chips and buffers wide, and at least
+        about 20 of them).
+    fractions
+        Target shares of chips for train, val and test (summing to 1; a 0 leaves that
+        partition empty on purpose). Whole blocks are assigned, in a seeded random order, each
+        to the partition furthest below its target.
+    buffer
+        Chips closer than this (CRS units or pixels) to a chip of another partition are
+        dropped, from train first, then val. Chips of different partitions never overlap,
+        whatever the buffer.
+    by
+        ``"block"`` (square grid), ``"group"`` (the ``groups`` given to ``sample_chips``, e.g.
+        whole image tiles) or ``"source"`` (each image is a block).
+    assign
+        Explicit blocks per partition instead of random ones, e.g.
+        ``{"val": ["tile-6"], "test": ["tile-7"]}``; unnamed blocks go to train.
+    stratify
+        Before the shares are filled, every class present in at least two blocks gets a block
+        in test and in train (and in val when it is in three), rarest classes first. A class
+        present in only one block raises :class:`~xlandcover.errors.EmptySplitError` (it could
+        not be both learnt and scored); ``stratify=False`` accepts that.
+
+    Warns (:class:`~xlandcover.errors.SplitWarning`) when the buffer drops more than a third
+    of a partition's chips, or a class present in the chips is missing from train or test.
+    """
+    fr = np.asarray(fractions, dtype=float)
+    if fr.shape != (3,) or (fr < 0).any() or not np.isclose(fr.sum(), 1.0):
+        raise EmptySplitError(f"fractions must be three shares >= 0 summing to 1, got {fractions}")
+    if buffer < 0:
+        raise EmptySplitError(f"buffer must be >= 0, got {buffer}")
+    table = chips.table
+    scale = _unit_scale(chips, units)
+    unit_name = _unit_name(chips, units)
+    if block_size == "auto":
+        block_size = recommend_block_size(chips, buffer=buffer, units=units)
+    blocks = _block_keys(chips, by, None if block_size is None else block_size * scale)
+    keys, inverse = np.unique(blocks, return_inverse=True)
+    if assign is not None:
+        split_of_block = _explicit(keys, assign)
+    else:
+        sizes = np.bincount(inverse, minlength=len(keys))
+        presence = None
+        if stratify:
+            presence = np.zeros((len(keys), len(chips.class_ids)), dtype=bool)
+            np.logical_or.at(presence, inverse, chips.counts > 0)
+            _check_strata(presence, fr, chips, block_size, unit_name)
+        split_of_block = _greedy(sizes, fr, np.random.default_rng(seed), presence)
+    for s, name in enumerate(SPLITS):
+        if ((assign is None and fr[s] > 0) or (assign and name in assign)) and not (
+            split_of_block == s
+        ).any():
+            raise EmptySplitError(
+                f"the {name} partition got no block: {len(keys)} block(s) "
+                f"for fractions {tuple(fractions)}. Use a smaller block_size (it is in "
+                f"{unit_name}; block_size='auto' suggests one), more data, or set its "
+                f"fraction to 0 if you do not want a {name} set"
+            )
+    before = split_of_block[inverse]
+    split = _apply_buffer(table, before, buffer * scale, chips)
+    parts = []
+    dropped = {}
+    for s, name in enumerate(SPLITS):
+        part = chips.subset(split == s)
+        dropped[name] = int(((before == s) & (split != s)).sum())
+        wanted = fr[s] > 0 if assign is None else (name == "train" or name in assign)
+        if wanted and len(part) == 0:
+            raise EmptySplitError(
+                f"the {name} partition lost all its chips: they overlap or lie within the "
+                f"buffer ({buffer} {unit_name}) of chips of the other partitions. Use a "
+                "smaller buffer or larger blocks, or check for rasters covering the same place"
+            )
+        parts.append(part)
+    assignment = pd.DataFrame({"block": keys, "split": [SPLITS[s] for s in split_of_block]}).astype(
+        {"block": str}
+    )
+    result = Splits(parts[0], parts[1], parts[2], assignment, dropped,
+                    None if block_size is None else float(block_size), unit_name)  # fmt: skip
+    _warn_losses(result, chips, buffer, unit_name, before)
+    return result
+
+
+def recommend_block_size(
+    chips: Chips, *, buffer: float = 0.0, units: Literal["crs", "pixels"] = "crs"
+) -> float:
+    """A block side (in ``units``) for :func:`spatial_split`: about six chips plus buffers
+    wide, so the buffer drops few chips, but small enough for about 20 blocks over the
+    chips' extent, so every partition gets several. Rounded to whole chips."""
+    res = float(np.mean([max(s.resolution) for s in chips.sources]))
+    per_unit = 1.0 if units == "crs" else res
+    chip = chips.size * res / per_unit
+    wide = 6.0 * (chip + buffer)
+    t = chips.table
+    area = 0.0
+    for _, group in t.groupby("source"):
+        area += float((group["maxx"].max() - group["minx"].min()) *
+                      (group["maxy"].max() - group["miny"].min()))  # fmt: skip
+    many = math.sqrt(area / 20.0) / per_unit
+    return float(max(1, round(min(wide, many) / chip)) * chip)
+
+
+def _check_strata(
+    presence: np.ndarray, fr: np.ndarray, chips: Chips, block_size: object, unit_name: str
+) -> None:
+    if fr[2] == 0 or fr[0] == 0:
+        return
+    lonely = [c.name for c, n in zip(chips.classes, presence.sum(axis=0), strict=True) if n == 1]
+    if lonely:
+        raise EmptySplitError(
+            f"classes {lonely} are each present in one block only (block_size {block_size} "
+            f"{unit_name}), so they cannot be both in train and in test. Use smaller blocks "
+            "(block_size='auto' suggests one), more data, declare them unlabelled, or pass "
+            "stratify=False to accept classes that are learnt but never scored (or scored but "
+            "never learnt)"
+        )
+
+
+def _warn_losses(
+    splits: Splits, chips: Chips, buffer: float, unit_name: str, before: np.ndarray
+) -> None:
+    heavy = [
+        f"{name} {splits.dropped[name]} of {int((before == s).sum())}"
+        for s, name in enumerate(SPLITS)
+        if splits.dropped[name] * 3 > (before == s).sum() > 0
+    ]
+    if heavy:
+        advice = recommend_block_size(chips, buffer=buffer)
+        warnings.warn(
+            f"chips overlapping or within the buffer ({buffer} {unit_name}) of another "
+            f"partition were dropped: more than a third of {', '.join(heavy)} chips. Use "
+            f"larger blocks (recommended here: block_size={advice:g} "
+            f"{_unit_name(chips, 'crs')}), smaller chips, a larger stride or a smaller buffer",
+            SplitWarning,
+            stacklevel=3,
+        )
+    present = chips.counts.sum(axis=0) > 0
+    for name in ("train", "test"):
+        part = getattr(splits, name)
+        if len(part) == 0:
+            continue
+        have = part.counts.sum(axis=0) > 0
+        missing = [
+            c.name for c, p, h in zip(chips.classes, present, have, strict=True) if p and not h
+        ]
+        if missing:
+            warnings.warn(
+                f"classes {missing} are in the chips but not in the {name} partition; "
+                f"{'the model cannot learn them' if name == 'train' else 'they are not scored'}."
+                " Use smaller blocks, a smaller buffer or another seed",
+                SplitWarning,
+                stacklevel=3,
+            )
+
+
+def _unit_name(chips: Chips, units: str) -> str:
+    if units == "pixels":
+        return "pixels"
+    src = chips.sources[0]
+    if src.frame.startswith("pixels:"):
+        return "pixels (no CRS)"
+    crs = src.image.rio.crs
+    if crs.is_geographic:
+        return f"degrees ({crs.to_string()}; units='pixels' gives sizes in pixels)"
+    unit = crs.linear_units or "CRS units"
+    return {"metre": "metres", "meter": "metres"}.get(unit, unit)
+
+
+def _unit_scale(chips: Chips, units: str) -> np.ndarray:
+    """Per-chip factor turning a distance in ``units`` into CRS units."""
+    if units == "crs":
+        return np.ones(len(chips.table))
+    if units != "pixels":
+        raise EmptySplitError(f"units must be 'crs' or 'pixels', got {units!r}")
+    res = np.array([max(s.resolution) for s in chips.sources])
+    return res[chips.table["source"].to_numpy()]
+
+
+def _block_keys(chips: Chips, by: str, block_size: np.ndarray | None) -> np.ndarray:
+    t = chips.table
+    frames = np.array([s.frame for s in chips.sources])[t["source"].to_numpy()]
+    if by == "group":
+        return t["group"].astype(str).to_numpy()
+    if by == "source":
+        return t["source"].astype(str).to_numpy()
+    if by != "block":
+        raise EmptySplitError(f"by must be 'block', 'group' or 'source', got {by!r}")
+    if block_size is None or (block_size <= 0).any():
+        raise EmptySplitError(
+            "by='block' needs a positive block_size (block_size='auto' suggests one)"
+        )
+    bx = np.floor(t["cx"].to_numpy() / block_size).astype(np.int64)
+    by_ = np.floor(t["cy"].to_numpy() / block_size).astype(np.int64)
+    return np.array([f"{f}|{x}|{y}" for f, x, y in zip(frames, bx, by_, strict=True)])
+
+
+def _greedy(
+    sizes: np.ndarray,
+    fractions: np.ndarray,
+    rng: np.random.Generator,
+    presence: np.ndarray | None = None,
+) -> np.ndarray:
+    """Blocks, in random order, each to the partition furthest below its target share.
+
+    With ``presence`` (blocks x classes), first every class gets a block in test, train and
+    val (in that order, as far as it has blocks), rarest classes first.
+    """
+    out = np.full(len(sizes), -1, dtype=np.int64)
+    have = np.zeros(3)
+    total = sizes.sum()
+    order = rng.permutation(len(sizes))
+
+    def give(b: int, s: int) -> None:
+        out[b] = s
+        have[s] += sizes[b]
+
+    if presence is not None:
+        targets = [s for s in (2, 0, 1) if fractions[s] > 0]
+        for c in np.argsort(presence.sum(axis=0), kind="stable"):
+            if not presence[:, c].any():
+                continue
+            for s in targets:
+                if (out[presence[:, c]] == s).any():
+                    continue
+                free = [b for b in order if out[b] < 0 and presence[b, c]]
+                if free:
+                    give(int(free[0]), s)
+    # the smallest partitions choose first, so a small val/test set is not starved
+    by_size = np.argsort(np.where(fractions > 0, fractions, np.inf), kind="stable")
+    for s in by_size[: int((fractions > 0).sum())]:
+        if not (out == s).any():
+            free = [b for b in order if out[b] < 0]
+            if free:
+                give(int(free[0]), int(s))
+    for b in order:
+        if out[b] >= 0:
+            continue
+        need = fractions * total - have
+        need[fractions == 0] = -np.inf
+        give(int(b), int(np.argmax(need)))
+    return out
+
+
+def _explicit(keys: np.ndarray, assign: Mapping[str, Sequence[str]]) -> np.ndarray:
+    out = np.zeros(len(keys), dtype=np.int64)
+    known = set(keys.tolist())
+    for name, blocks in assign.items():
+        if name not in SPLITS:
+            raise EmptySplitError(f"assign keys must be among {SPLITS}, got {name!r}")
+        for b in blocks:
+            if str(b) not in known:
+                raise EmptySplitError(
+                    f"block {b!r} given for {name} is not among the blocks {sorted(known)}"
+                )
+            out[keys == str(b)] = SPLITS.index(name)
+    return out
+
+
+def _apply_buffer(
+    table: pd.DataFrame, split: np.ndarray, buffer: np.ndarray, chips: Chips
+) -> np.ndarray:
+    """Drop (mark -1) chips too close to a chip of a higher-priority partition."""
+    split = split.copy()
+    frames = np.array([s.frame for s in chips.sources])[table["source"].to_numpy()]
+    bounds = table[["minx", "miny", "maxx", "maxy"]].to_numpy()
+    for frame in np.unique(frames):
+        in_frame = np.flatnonzero(frames == frame)
+        for high in (2, 1):  # test keeps everything, val yields to test, train to both
+            keepers = in_frame[split[in_frame] == high]
+            if len(keepers) == 0:
+                continue
+            for low in range(high):
+                cand = in_frame[split[in_frame] == low]
+                if len(cand) == 0:
+                    continue
+                split[cand[_too_close(bounds[cand], bounds[keepers], buffer[cand])]] = -1
+    return split
+
+
+def _too_close(a: np.ndarray, b: np.ndarray, buffer: np.ndarray, batch: int = 512) -> np.ndarray:
+    """For each rectangle of ``a``: is any rectangle of ``b`` closer than its ``buffer``?
+
+    Closer than the buffer, or overlapping (both gaps negative) when the buffer is 0.
+    """
+    out = np.zeros(len(a), dtype=bool)
+    for i in range(0, len(a), batch):
+        gap = _gaps(a[i : i + batch], b)
+        out[i : i + batch] = (gap < buffer[i : i + batch, None]).any(axis=1)
+    return out
+
+
+def _gaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Chebyshev gap between every rectangle of ``a`` and of ``b``; < 0 when they overlap."""
+    gx = np.maximum(a[:, None, 0] - b[None, :, 2], b[None, :, 0] - a[:, None, 2])
+    gy = np.maximum(a[:, None, 1] - b[None, :, 3], b[None, :, 1] - a[:, None, 3])
+    return np.maximum(gx, gy)
