@@ -132,3 +132,42 @@ def test_cli_sample_design_and_assess(tmp_path, capsys, caplog):
         assert main(["sample-design", str(NLCD_DEMO), *target]) == 0
     assert "n = 319 for a standard error of 0.020" in caplog.text  # 0.85 * 0.15 / 0.02^2
     assert main(["sample-design", str(NLCD_DEMO), "--out", str(tmp_path / "x.csv")]) == 2
+
+
+def _error_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_cli_turns_a_bad_config_key_into_one_line(tmp_path, caplog):
+    config = tmp_path / "run.toml"
+    config.write_text('[data]\nimages = "*.tif"\nlabels = "*.tif"\n\n[train]\nepoks = 3\n')
+    caplog.set_level(logging.ERROR, logger="xlandcover")
+    assert main(["train", str(config)]) == 1
+    (line,) = _error_lines(caplog)
+    assert line.startswith("error: ") and "unknown setting epoks" in line and "epochs?" in line
+    assert "\n" not in line and "Traceback" not in caplog.text
+
+
+def test_cli_turns_a_missing_optional_dependency_into_one_line(tmp_path, monkeypatch, caplog):
+    sample = tmp_path / "sample.csv"
+    sample.write_text("map,reference,stratum\n1,1,1\n")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    caplog.set_level(logging.ERROR, logger="xlandcover")
+    assert main(["assess", str(sample)]) == 1
+    (line,) = _error_lines(caplog)
+    assert line == (
+        "error: xlandcover assess needs matplotlib, which is not installed: "
+        "pip install 'xlandcover[train]'"
+    )
+
+
+def test_cli_reports_a_library_error_in_one_line_whatever_its_message(monkeypatch, caplog):
+    from xlandcover.errors import ConfigError
+
+    def fail(path):
+        raise ConfigError("first line\n  second line")
+
+    monkeypatch.setattr("xlandcover.training._config.load_config", fail)
+    caplog.set_level(logging.ERROR, logger="xlandcover")
+    assert main(["train", "run.toml"]) == 1
+    assert _error_lines(caplog) == ["error: first line second line"]

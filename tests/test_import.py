@@ -12,22 +12,6 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
-def test_every_error_subclasses_a_builtin():
-    from xlandcover import errors
-
-    classes = [
-        c
-        for c in vars(errors).values()
-        if isinstance(c, type)
-        and issubclass(c, errors.XLandcoverError)
-        and c is not errors.XLandcoverError
-    ]
-    assert len(classes) >= 10
-    generic = (object, BaseException, Exception)
-    for c in classes:  # a specific built-in a caller would catch: ValueError, LookupError, ...
-        assert any(b.__module__ == "builtins" and b not in generic for b in c.__mro__), c
-
-
 def test_library_is_quiet_unless_logging_is_configured():
     code = (
         "import logging, xlandcover\n"

@@ -16,6 +16,7 @@ from types import ModuleType as _ModuleType
 
 from . import _compat
 from . import accessor as _accessor  # noqa: F401  (registers DataArray.landcover)
+from .errors import UnknownNameError as _UnknownNameError
 from .errors import XLandcoverError
 from .evaluation import (
     AreaAccuracy,
@@ -93,7 +94,7 @@ _compat.install()
 def __getattr__(name: str) -> _ModuleType:
     module = _compat.moved_module(name)
     if module is None:
-        raise AttributeError(f"module 'xlandcover' has no attribute {name!r}")
+        raise _UnknownNameError(f"module 'xlandcover' has no attribute {name!r}")
     return module
 
 

@@ -18,7 +18,7 @@ import types
 import warnings
 from typing import Any
 
-from .errors import XLandcoverDeprecationWarning
+from .errors import UnknownNameError, XLandcoverDeprecationWarning
 
 #: Old module (under ``xlandcover.``) -> (public home, internal module holding its code).
 MOVED: dict[str, tuple[str, str]] = {
@@ -76,7 +76,7 @@ class MovedModule(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         old, public, internal = self.__dict__["_moved"]
         if name.startswith("__") and name != "__all__":
-            raise AttributeError(name)
+            raise UnknownNameError(name)
         where, new = RENAMED.get((old, name), (None, name))
         if where is None:
             home = importlib.import_module(public)
@@ -84,7 +84,7 @@ class MovedModule(types.ModuleType):
         try:
             value = getattr(importlib.import_module(where), new)
         except AttributeError:
-            raise AttributeError(
+            raise UnknownNameError(
                 f"module 'xlandcover.{old}' (moved to {public}) has no attribute {name!r}"
             ) from None
         if (old, name) not in _WARNED:

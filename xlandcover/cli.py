@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._deps import missing_dependency
 from .errors import WeakModelWarning, XLandcoverError
 
 if TYPE_CHECKING:
@@ -177,8 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except (XLandcoverError, OSError) as err:
-        log.error("error: %s", err)
-        return 1
+        return _fail(err)
+    except ImportError as err:  # an optional dependency that is not installed
+        if (err.name or "").split(".")[0] == "xlandcover":
+            raise
+        return _fail(missing_dependency(err, f"xlandcover {args.command}"))
+
+
+def _fail(err: BaseException) -> int:
+    """Report ``err`` as one line (the CLI's errors are for people, not tracebacks)."""
+    log.error("error: %s", " ".join(str(err).split()))
+    return 1
 
 
 def _demo(args: argparse.Namespace) -> int:

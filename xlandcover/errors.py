@@ -48,6 +48,10 @@ class RasterInputError(XLandcoverError, ValueError):
     """The input raster has the wrong shape, dimensions or values."""
 
 
+class UnknownNameError(XLandcoverError, AttributeError):
+    """xlandcover (or a module it moved) has no attribute of this name."""
+
+
 class MissingDependencyError(XLandcoverError, ImportError):
     """An optional dependency needed for this feature is not installed."""
 
@@ -69,7 +73,8 @@ class LabelAlignmentError(XLandcoverError, ValueError):
 
 
 class UnknownClassError(XLandcoverError, ValueError):
-    """Label values (or mask colours) that are not among the declared classes."""
+    """Label values (or mask colours) that are not among the declared classes, or a list of
+    classes that cannot be used (duplicates, ids that are not integers)."""
 
 
 class ChipSizeError(XLandcoverError, ValueError):
@@ -88,7 +93,12 @@ class UnknownArchitectureError(XLandcoverError, ValueError):
     """An smp architecture, encoder, loss or schedule name that does not exist."""
 
 
-class UnknownPresetError(XLandcoverError, ValueError):
+class PresetError(XLandcoverError, ValueError):
+    """A STAC preset is inconsistent (default bands it does not have, an unknown composite),
+    or its name is taken."""
+
+
+class UnknownPresetError(PresetError):
     """No STAC preset has this name."""
 
 
@@ -183,6 +193,27 @@ class SchedulerUnreachableError(XLandcoverError, ConnectionError):
 
 class ConfigError(XLandcoverError, ValueError):
     """A TOML run configuration is malformed, or has unknown or mistyped settings."""
+
+
+class PredictSettingsError(XLandcoverError, ValueError):
+    """A ``predict`` setting (output layers, dtype, tta, batch size, temperature, band
+    matching) has a value that cannot be used."""
+
+
+class CalibrationError(XLandcoverError, ValueError):
+    """Scores and targets for calibration do not fit (shapes, no pixel left, bin counts)."""
+
+
+class ReportError(XLandcoverError, ValueError):
+    """A confusion matrix and its classes do not fit (shape, counts, names, colours)."""
+
+
+class InputTypeError(XLandcoverError, TypeError):
+    """An argument is of a type the function cannot use (e.g. not a DataFrame)."""
+
+
+class ChunkFailedError(XLandcoverError, RuntimeError):
+    """One chunk of a batch job failed; finished chunks are kept for ``--resume``."""
 
 
 class InputRangeWarning(XLandcoverWarning):

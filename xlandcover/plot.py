@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from ._deps import import_optional
 from .io._labels import as_label_raster, classes_from_attrs
 from .model._package import ClassInfo, hex_to_rgb
 
@@ -29,6 +30,7 @@ def plot_labels(
     title: str | None = None,
 ) -> Axes:
     """Draw a ``(y, x)`` label map in its classes' colours, with a legend; nodata transparent."""
+    import_optional("matplotlib", "plot_labels")
     from matplotlib.patches import Patch
 
     labels = as_label_raster(labels)
@@ -78,8 +80,7 @@ def plot_rgb(
 
 def _show(pixels: np.ndarray, ax: Axes | None, title: str | None) -> Axes:
     """Pixels as an image without axes, on ``ax`` or a new 7 x 7 in figure."""
-    import matplotlib.pyplot as plt
-
+    plt = import_optional("matplotlib.pyplot", "plots")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
     ax.imshow(pixels, interpolation="nearest")

@@ -20,8 +20,8 @@ from distributed import Client, LocalCluster, SchedulerPlugin
 
 import xlandcover as xlc
 from xlandcover.cli import main
+from xlandcover.errors import ChunkFailedError
 from xlandcover.output import write_zarr_resumable
-from xlandcover.output._resume import ChunkFailedError
 
 from ..conftest import make_image
 

@@ -22,9 +22,8 @@ from distributed import Client
 import xlandcover as xlc
 import xlandcover.output._resume
 from xlandcover.cli import main
-from xlandcover.errors import InputChangedError, OutputLockedError
+from xlandcover.errors import ChunkFailedError, InputChangedError, OutputLockedError
 from xlandcover.output import write_zarr_resumable
-from xlandcover.output._resume import ChunkFailedError
 
 from ..conftest import make_image
 

@@ -43,7 +43,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import NonProbabilitySampleWarning, SampleDesignError, UnknownClassError
+from ..errors import (
+    InputTypeError,
+    NonProbabilitySampleWarning,
+    SampleDesignError,
+    UnknownClassError,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -180,7 +185,7 @@ class AreaAccuracy:
             return 1.0, self.area_unit
         if self.area_unit == "m2" and area_unit in _AREA_UNITS:
             return 1.0 / _AREA_UNITS[area_unit], area_unit
-        raise ValueError(
+        raise SampleDesignError(
             f"cannot express areas in {self.area_unit} as {area_unit!r}; areas in m2 convert "
             f"to {sorted(_AREA_UNITS)}"
         )
@@ -487,7 +492,7 @@ def _class_list(
         ids = list(classes)
         names = [str(i) for i in ids]
     if len(set(ids)) != len(ids) or len(set(names)) != len(names):
-        raise ValueError(f"classes must be distinct, got {classes!r}")
+        raise UnknownClassError(f"classes must be distinct, got {classes!r}")
     for values, what in ((reference, "reference"), (mapped, "map")):
         unknown = sorted({v for v in values.tolist() if v not in set(ids)}, key=str)
         if unknown:
@@ -589,7 +594,9 @@ def assess_sample(
             "label it and pass that"
         )
     if not isinstance(sample, pd.DataFrame):
-        raise TypeError(f"sample must be a DataFrame, not {type(sample).__name__}")
+        raise InputTypeError(
+            f"sample must be a DataFrame (e.g. from read_sample), not {type(sample).__name__}"
+        )
     for col, what in ((reference, "reference"), (mapped, "map")):
         if col not in sample.columns:
             raise SampleDesignError(
@@ -736,11 +743,11 @@ def assess_error_matrix(
     """
     cm = np.asarray(counts)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.dtype.kind not in "iu" or (cm < 0).any():
-        raise ValueError("counts must be a square matrix of non-negative integer counts")
+        raise SampleDesignError("counts must be a square matrix of non-negative integer counts")
     k = cm.shape[0]
     ids = list(classes) if classes is not None else list(range(1, k + 1))
     if len(ids) != k:
-        raise ValueError(f"need {k} classes for a {k}x{k} matrix, got {len(ids)}")
+        raise SampleDesignError(f"need {k} classes for a {k}x{k} matrix, got {len(ids)}")
     sizes = (
         dict(map_sizes)
         if isinstance(map_sizes, Mapping)

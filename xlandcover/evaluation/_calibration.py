@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from ..errors import CalibrationError
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -55,10 +57,10 @@ def _flatten(
     """``(M, C)`` scores and ``(M,)`` targets of the pixels to use."""
     s, t = _numpy(scores), _numpy(targets)
     if s.ndim < 2:
-        raise ValueError(f"scores need a class axis: got shape {s.shape}")
+        raise CalibrationError(f"scores need a class axis: got shape {s.shape}")
     s = np.moveaxis(s, axis, -1)
     if s.shape[:-1] != t.shape:
-        raise ValueError(
+        raise CalibrationError(
             f"targets of shape {t.shape} do not match scores of shape {s.shape} without their "
             f"class axis ({axis}); pass class indices per pixel"
         )
@@ -67,7 +69,7 @@ def _flatten(
     keep = np.ones(t.shape, bool) if ignore_index is None else t != ignore_index
     bad = keep & ((t < 0) | (t >= k))
     if bad.any():
-        raise ValueError(
+        raise CalibrationError(
             f"targets hold values {np.unique(t[bad])[:10].tolist()} outside the class indices "
             f"0..{k - 1}; map class ids to channel indices, or pass ignore_index="
         )
@@ -118,7 +120,7 @@ def fit_temperature(
 
     z, y = _flatten(scores, targets, axis, ignore_index)
     if not len(y):
-        raise ValueError("no pixel to fit the temperature on (all targets ignored?)")
+        raise CalibrationError("no pixel to fit the temperature on (all targets ignored?)")
     if len(y) > max_pixels:
         pick = np.sort(np.random.default_rng(seed).choice(len(y), max_pixels, replace=False))
         z, y = z[pick], y[pick]
@@ -126,7 +128,7 @@ def fit_temperature(
     if inputs == "probabilities":
         z = np.log(np.clip(z, 1e-12, None))
     elif inputs != "logits":
-        raise ValueError(f"inputs must be 'logits' or 'probabilities', not {inputs!r}")
+        raise CalibrationError(f"inputs must be 'logits' or 'probabilities', not {inputs!r}")
     picked = z[np.arange(len(y)), y]
 
     def nll(log_t: float) -> float:
@@ -135,7 +137,7 @@ def fit_temperature(
 
     lo, hi = bounds
     if not 0 < lo < hi:
-        raise ValueError(f"bounds must be 0 < low < high, got {bounds}")
+        raise CalibrationError(f"bounds must be 0 < low < high, got {bounds}")
     best = minimize_scalar(
         nll, bounds=(math.log(lo), math.log(hi)), method="bounded", options={"xatol": 1e-5}
     )
@@ -190,7 +192,7 @@ class ReliabilityCounts:
 
     def __add__(self, other: ReliabilityCounts) -> ReliabilityCounts:
         if other.bins != self.bins:
-            raise ValueError(f"cannot add counts of {self.bins} and {other.bins} bins")
+            raise CalibrationError(f"cannot add counts of {self.bins} and {other.bins} bins")
         return ReliabilityCounts(
             self.bins,
             self.count + other.count,

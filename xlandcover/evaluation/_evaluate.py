@@ -18,6 +18,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ..errors import LabelAlignmentError, RasterInputError
 from ..io._labels import as_label_raster
 from ..model._package import NODATA_LABEL, ModelPackage, load_model
 from ..prediction._predict import TTA, predict
@@ -174,7 +175,7 @@ def _regions(
             yield Region(r.source, r.rows, r.cols, r.rects, r.size, r.unlabelled + extra)
         return
     if image is None or labels is None:
-        raise ValueError("evaluate() needs image and labels, or split=")
+        raise RasterInputError("evaluate() needs image and labels, or split=")
     src = _source(0, image, labels, "0")
     unlabelled = extra + (() if src.labels.rio.nodata is None else (int(src.labels.rio.nodata),))
     if split is None:
@@ -182,7 +183,7 @@ def _regions(
         yield Region(src, slice(0, h), slice(0, w), None, 0, unlabelled)
         return
     if len(split.sources) != 1 or split.sources[0].image.shape != image.shape:
-        raise ValueError(
+        raise LabelAlignmentError(
             "split= refers to other images than `image`; pass split= alone to score the "
             "partition on its own images"
         )

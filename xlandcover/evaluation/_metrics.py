@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import RasterInputError, UnknownClassError
+from ..errors import RasterInputError, ReportError, UnknownClassError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -56,14 +56,16 @@ def _unwrap(x: Any) -> Any:
 def _check_class_ids(class_ids: Sequence[int], ignore_index: int | None) -> np.ndarray:
     ids = np.asarray(list(class_ids))
     if ids.ndim != 1 or ids.size == 0:
-        raise ValueError(f"class_ids must be a non-empty sequence of integers, got {class_ids!r}")
+        raise UnknownClassError(
+            f"class_ids must be a non-empty sequence of integers, got {class_ids!r}"
+        )
     if ids.dtype.kind not in "iu":
-        raise ValueError(f"class ids must be integers, got {ids.tolist()!r}")
+        raise UnknownClassError(f"class ids must be integers, got {ids.tolist()!r}")
     ids = ids.astype(np.int64)
     if len(np.unique(ids)) != len(ids):
-        raise ValueError(f"class ids must be unique, got {ids.tolist()}")
+        raise UnknownClassError(f"class ids must be unique, got {ids.tolist()}")
     if ignore_index is not None and int(ignore_index) in ids.tolist():
-        raise ValueError(
+        raise UnknownClassError(
             f"ignore_index {ignore_index} is also a declared class; use a value that is not "
             "one of class_ids (for example the nodata label 255)"
         )
@@ -256,17 +258,17 @@ class Report:
         k = len(ids)
         cm = np.array(self.confusion, copy=True)
         if cm.shape != (k, k):
-            raise ValueError(f"confusion must be {k}x{k} for {k} class ids, got shape {cm.shape}")
+            raise ReportError(f"confusion must be {k}x{k} for {k} class ids, got shape {cm.shape}")
         if cm.dtype.kind not in "iu" or (cm < 0).any():
-            raise ValueError("confusion must hold non-negative integer counts")
+            raise ReportError("confusion must hold non-negative integer counts")
         cm = cm.astype(np.int64)
         cm.flags.writeable = False
         names = tuple(str(n) for n in self.class_names) or tuple(str(i) for i in ids)
         if len(names) != k or len(set(names)) != k:
-            raise ValueError(f"need {k} distinct class names, got {list(names)}")
+            raise ReportError(f"need {k} distinct class names, got {list(names)}")
         colors = None if self.class_colors is None else tuple(self.class_colors)
         if colors is not None and len(colors) != k:
-            raise ValueError(f"need {k} class colours, got {len(colors)}")
+            raise ReportError(f"need {k} class colours, got {len(colors)}")
         object.__setattr__(self, "confusion", cm)
         object.__setattr__(self, "class_ids", ids)
         object.__setattr__(self, "class_names", names)

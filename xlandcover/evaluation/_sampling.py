@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._deps import import_optional
 from ..errors import (
     InputNotFoundError,
     LabelAlignmentError,
-    MissingDependencyError,
     OutputExistsError,
     SampleDesignError,
 )
@@ -70,19 +70,12 @@ SAMPLE_COLUMNS = (
     "inclusion_probability",
 )
 
-_INSTALL = "pip install geopandas==1.2.0 pyogrio==0.13.0   (or: pip install 'xlandcover[report]')"
 _FAN_IN = 8
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _geopandas() -> Any:
-    try:
-        import geopandas
-    except ImportError as err:
-        raise MissingDependencyError(
-            f"accuracy samples are GeoDataFrames and need geopandas; install it with: {_INSTALL}"
-        ) from err
-    return geopandas
+    return import_optional("geopandas", "accuracy samples (GeoDataFrames)")
 
 
 # --- sample size and allocation ----------------------------------------------------------------

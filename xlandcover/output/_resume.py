@@ -33,7 +33,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..errors import InputChangedError, OutputExistsError, XLandcoverError
+from ..errors import ChunkFailedError, InputChangedError, OutputExistsError
 from ._progress import ChunkProgress, mean_pixel_area
 from ._targets import (
     MARKER,
@@ -50,10 +50,6 @@ log = logging.getLogger("xlandcover")
 
 #: Version of the manifest; manifests of other versions are refused with a clear message.
 MANIFEST_VERSION = 2
-
-
-class ChunkFailedError(XLandcoverError, RuntimeError):
-    """One chunk of a batch job failed; finished chunks are kept for ``--resume``."""
 
 
 def write_zarr_resumable(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidWindowError
 from ..model._package import NODATA_LABEL
 
 
@@ -53,7 +54,7 @@ class RollingBlend:
         gy0, gy1 = max(sy, self.y0), min(sy + wy, self.y1)
         gx0, gx1 = max(sx, self.x0), min(sx + wx, self.x1)
         if gy0 < self.base:
-            raise ValueError(
+            raise InvalidWindowError(
                 f"window at row {sy} arrived after rows up to {self.base} were emitted"
             )
         self._reserve(gy1 - self.base)

@@ -27,6 +27,7 @@ from ..errors import (
     InputRangeWarning,
     InvalidWindowError,
     MissingCRSError,
+    PredictSettingsError,
     RasterInputError,
 )
 from ..io._nodata import valid_mask
@@ -207,7 +208,7 @@ def predict(
     package = model if isinstance(model, ModelPackage) else load_model(model)
     meta = package.metadata
     if match_bands not in ("name", "position"):
-        raise ValueError(f"match_bands must be 'name' or 'position', not {match_bands!r}")
+        raise PredictSettingsError(f"match_bands must be 'name' or 'position', not {match_bands!r}")
     if chunks != "auto":
         check_chunks(chunks)
     layers = resolve_output(output, dtype)
@@ -220,16 +221,18 @@ def predict(
     core: Output = "labels" if output == "labels" else "probabilities"
     temp = meta.temperature if temperature is None else float(temperature)
     if not temp > 0:
-        raise ValueError(f"temperature must be > 0, not {temperature}")
+        raise PredictSettingsError(f"temperature must be > 0, not {temperature}")
     image = _check_image(image, meta, match_bands)
     dev = resolve_device(device)
     loaded = get_model(package, package.sha256, dev)
     win, ovl = _window(meta, loaded, window, overlap)
     tta_mode: TTA | None = "flips" if tta is True else (tta or None)
     if tta_mode not in (None, "flips", "d4"):
-        raise ValueError(f"tta must be False, True, 'flips' or 'd4', not {tta!r}")
+        raise PredictSettingsError(f"tta must be False, True, 'flips' or 'd4', not {tta!r}")
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be a positive number of windows, not {batch_size}")
+        raise PredictSettingsError(
+            f"batch_size must be a positive number of windows, not {batch_size}"
+        )
 
     nodata = image.rio.nodata if image.rio.nodata is not None else meta.nodata
     if not isinstance(image.data, da.Array):

@@ -245,14 +245,14 @@ def _sieve_dask(data: da.Array, min_size: int, connectivity: int, nodata: int | 
 
 def _check_options(min_size: Any, connectivity: Any) -> tuple[int, Connectivity]:
     try:
-        if isinstance(min_size, bool):
-            raise TypeError
-        size = operator.index(min_size)
+        size = None if isinstance(min_size, bool) else operator.index(min_size)
     except TypeError:
+        size = None
+    if size is None:
         raise MinimumMappingUnitError(
             f"min_size must be a whole number of pixels, got {min_size!r}; e.g. min_size=9 "
             "removes patches of fewer than 9 pixels"
-        ) from None
+        )
     if size < 1:
         raise MinimumMappingUnitError(
             f"min_size must be at least 1 pixel, got {size}; min_size=1 keeps every patch, "

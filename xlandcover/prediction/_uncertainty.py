@@ -23,6 +23,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ..errors import PredictSettingsError
 from ..model._package import NODATA_LABEL
 
 Layer = Literal["labels", "probabilities", "confidence", "margin", "entropy"]
@@ -42,15 +43,17 @@ _LONG_NAMES = {
 
 def resolve_output(output: Any, dtype: Any) -> tuple[str, ...] | None:
     """The layers ``output`` asks for, or None when it is plain labels or float probabilities
-    (computed directly by ``predict``); raises ``ValueError`` on unknown names."""
+    (computed directly by ``predict``); raises :class:`PredictSettingsError` on unknown names."""
     names = (output,) if isinstance(output, str) else tuple(output)
     unknown = [n for n in names if n not in LAYERS]
     if not names or unknown or len(set(names)) != len(names):
-        raise ValueError(
+        raise PredictSettingsError(
             f"output must be one of {list(LAYERS)} or a tuple of distinct ones, not {output!r}"
         )
     if dtype not in (None, "float32", "uint8"):
-        raise ValueError(f"dtype must be 'float32' or 'uint8' (probabilities), not {dtype!r}")
+        raise PredictSettingsError(
+            f"dtype must be 'float32' or 'uint8' (probabilities), not {dtype!r}"
+        )
     if isinstance(output, str) and output in ("labels", "probabilities") and dtype != "uint8":
         return None
     return names

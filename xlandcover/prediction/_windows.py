@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InvalidWindowError
+
 #: Weight given to a window's outermost pixels relative to its centre; it keeps every pixel's
 #: weight strictly positive, so pixels at the scene's edge (seen by one window) are defined.
 WEIGHT_FLOOR = 1e-3
@@ -38,7 +40,7 @@ class AxisGrid:
 
     def __post_init__(self) -> None:
         if self.length < 1 or self.window < 1 or not 1 <= self.stride <= self.window:
-            raise ValueError(f"invalid window grid {self}")
+            raise InvalidWindowError(f"invalid window grid {self}")
 
     @property
     def starts(self) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ..errors import StacQueryError
+
 COMPOSITES = ("median", "first")
 
 
@@ -21,7 +23,7 @@ def composite(stack: xr.DataArray, how: str) -> xr.DataArray:
         return _median(stack)
     if how == "first":
         return _first(stack)
-    raise ValueError(f"unknown composite {how!r}; use one of {COMPOSITES} or None")
+    raise StacQueryError(f"unknown composite {how!r}; use one of {COMPOSITES} or None")
 
 
 def _median(stack: xr.DataArray) -> xr.DataArray:

@@ -19,6 +19,7 @@ import numpy as np
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
+from .._deps import import_optional
 from ..errors import InputFileError, InputNotFoundError, MissingAssetError, StacQueryError
 from ._composite import COMPOSITES
 from ._composite import composite as _composite
@@ -397,7 +398,7 @@ def _stack_stackstac(
     chunks: int,
     resampling: str = "nearest",
 ) -> xr.DataArray:
-    import stackstac
+    stackstac = import_optional("stackstac", "load_stac")
     from rasterio.enums import Resampling
 
     env = stackstac.LayeredEnv(
@@ -434,6 +435,7 @@ def _stack_odc(
     resampling: str = "nearest",
 ) -> xr.DataArray:
     """The same stack through odc-stac, one item at a time so the time order is ours."""
+    import_optional("odc.stac", "load_stac of multi-band assets")
     import odc.stac
     import pystac
     from odc.geo.geobox import GeoBox

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import MissingAssetError, UnknownPresetError
+from ..errors import MissingAssetError, PresetError, UnknownPresetError
 
 Properties = Mapping[str, Any]
 
@@ -114,9 +114,9 @@ class StacPreset:
         known = {n for b in self.bands for n in b.names()}
         missing = [b for b in self.default_bands if b not in known]
         if missing:
-            raise ValueError(f"preset {self.name!r}: default bands {missing} are not in bands")
+            raise PresetError(f"preset {self.name!r}: default bands {missing} are not in bands")
         if self.composite not in ("median", "first"):
-            raise ValueError(f"preset {self.name!r}: composite must be 'median' or 'first'")
+            raise PresetError(f"preset {self.name!r}: composite must be 'median' or 'first'")
 
     def band(self, name: str) -> Band:
         """The band called ``name`` (or one of its aliases), case-insensitively."""
@@ -204,7 +204,7 @@ _PRESETS: dict[str, StacPreset] = {p.name: p for p in (SENTINEL2_L2A, NAIP)}
 def register_preset(preset: StacPreset, *, replace: bool = False) -> None:
     """Make ``preset`` available by name to ``load_stac(preset=...)`` and the CLI."""
     if preset.name in _PRESETS and not replace:
-        raise ValueError(f"a preset named {preset.name!r} exists; pass replace=True")
+        raise PresetError(f"a preset named {preset.name!r} exists; pass replace=True")
     _PRESETS[preset.name] = preset
 
 

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .._deps import import_optional
 from ..errors import (
     CatalogUnreachableError,
-    MissingDependencyError,
     NoItemsError,
     StacQueryError,
 )
@@ -44,6 +44,7 @@ def search_items(
     case an API ignores the request. ``modifier`` (e.g. Planetary Computer URL signing, or
     ``"planetary-computer"``) is applied to every page of results.
     """
+    import_optional("pystac_client", "searching a STAC API")
     import requests
     from pystac_client import Client, ConformanceClasses
     from pystac_client.exceptions import APIError
@@ -189,13 +190,7 @@ def _modifier(modifier: Modifier | str | None) -> Modifier | None:
     if modifier is None or callable(modifier):
         return modifier
     if modifier in ("planetary-computer", "planetary_computer"):
-        try:
-            import planetary_computer
-        except ImportError:
-            raise MissingDependencyError(
-                "modifier='planetary-computer' needs the planetary-computer package: "
-                "pip install planetary-computer"
-            ) from None
+        planetary_computer = import_optional("planetary_computer", "modifier='planetary-computer'")
         sign: Modifier = planetary_computer.sign_inplace
         return sign
     raise StacQueryError(

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._deps import import_optional
+
 if TYPE_CHECKING:
     import torch
 
@@ -36,7 +38,7 @@ class Augment:
     """Callable ``(images, masks) -> (images, masks)`` on ``(B, C, H, W)`` / ``(B, H, W)``."""
 
     def __init__(self, config: AugmentConfig | None = None, *, n_bands: int) -> None:
-        import kornia.augmentation as K
+        K = import_optional("kornia.augmentation", "training augmentation")
 
         c = config or AugmentConfig()
         ops: list[Any] = []

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EmptySplitError, MissingDependencyError
+from .._deps import import_optional
+from ..errors import EmptySplitError
 from ..evaluation._metrics import Report, confusion_matrix
 from ..io._labels import ClassIndex
 from ..io._nodata import valid_mask
@@ -75,19 +76,14 @@ def forest_baseline(
     """
     from ..evaluation._evaluate import SKIP, regions_of  # evaluation imports chips
 
-    try:
-        from sklearn.ensemble import RandomForestClassifier
-    except ImportError as err:  # pragma: no cover - scikit-learn is in the train extra
-        raise MissingDependencyError(
-            "the baseline needs scikit-learn: pip install 'xlandcover[train]'"
-        ) from err
+    ensemble = import_optional("sklearn.ensemble", "the random-forest baseline")
     if len(train_chips) == 0 or len(scored) == 0:
         raise EmptySplitError("the baseline needs training chips and chips to score")
     if eval_stride is None:
         eval_stride = max(1, math.ceil(math.sqrt(len(scored) * scored.size**2 / max_scored)))
     index = ClassIndex(train_chips.class_ids, train_chips.unlabelled)
     x, y = _sample_pixels(train_chips, index, max_pixels, np.random.default_rng(seed))
-    forest = RandomForestClassifier(
+    forest = ensemble.RandomForestClassifier(
         n_estimators=n_estimators,
         min_samples_leaf=min_samples_leaf,
         random_state=seed,

@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ChipSizeError, LabelAlignmentError, NoChipsError, UnknownClassError
+from ..errors import (
+    BandMismatchError,
+    ChipSizeError,
+    LabelAlignmentError,
+    NoChipsError,
+    RasterInputError,
+    UnknownClassError,
+)
 from ..io._labels import ClassIndex, as_label_raster
 from ..io._nodata import valid_mask
 from ..io._raster import PIXEL_GRID_ATTR
@@ -175,7 +182,9 @@ def sample_chips(
         raise NoChipsError("sample_chips() needs at least one image")
     group_names = [str(g) for g in groups] if groups is not None else None
     if group_names is not None and len(group_names) != len(images):
-        raise ValueError(f"{len(group_names)} groups for {len(images)} images; give one each")
+        raise LabelAlignmentError(
+            f"{len(group_names)} groups for {len(images)} images; give one group name per image"
+        )
     if size == "auto":
         from ._recipe import auto_chip_size, pixel_size_m
 
@@ -247,7 +256,7 @@ def sample_chips(
 def _source(i: int, image: xr.DataArray, labels: xr.DataArray, group: str) -> ChipSource:
     labels = as_label_raster(labels)
     if image.ndim != 3:
-        raise ValueError(f"image {i} must have dims (band, y, x), got {image.dims}")
+        raise RasterInputError(f"image {i} must have dims (band, y, x), got {image.dims}")
     where = f"image {i}" if i else "the image"
     if image.shape[1:] != labels.shape:
         raise LabelAlignmentError(
@@ -286,7 +295,7 @@ def _check_bands(sources: list[ChipSource]) -> None:
     for i, s in enumerate(sources[1:], 1):
         same_count = s.image.sizes["band"] == first.sizes["band"]
         if not same_count or not np.array_equal(s.image.band.values, first.band.values):
-            raise ValueError(
+            raise BandMismatchError(
                 f"image {i} has bands {list(s.image.band.values)}, image 0 has "
                 f"{list(first.band.values)}; every image must have the same bands in order"
             )

@@ -330,5 +330,8 @@ def _describe(hint: Any) -> str:
 def _group(path: Path, pattern: str) -> str:
     m = re.search(pattern, str(path))
     if m is None:
-        raise ValueError(f"group pattern {pattern!r} does not match {path}")
+        raise ConfigError(
+            f"[data] group pattern {pattern!r} does not match {path}; give a regular "
+            "expression that finds the group in every image path"
+        )
     return m.group(0)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import UnknownArchitectureError
+from ..errors import TrainingSettingsError, UnknownArchitectureError
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +52,7 @@ def make_loss(
     if class_weights is not None:
         weight = torch.as_tensor(np.asarray(class_weights), dtype=torch.float32)
         if weight.shape != (n_classes,):
-            raise ValueError(f"{len(weight)} class weights for {n_classes} classes")
+            raise TrainingSettingsError(f"{len(weight)} class weights for {n_classes} classes")
     if key == "ce":
         return torch.nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
     if key == "focal":
