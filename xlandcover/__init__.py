@@ -22,6 +22,7 @@ from .sampling import read_sample, sample_design, sample_size, write_sample
 from .splits import Splits, spatial_split
 from .stac import load_stac
 from .train import TrainConfig, TrainResult, train
+from .vector import rasterize_features, rasterize_labels
 from .write import to_cog, to_zarr
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "open_raster",
     "predict",
     "random_forest_baseline",
+    "rasterize_features",
+    "rasterize_labels",
     "read_sample",
     "register_preset",
     "sample_chips",
