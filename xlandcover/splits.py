@@ -2,9 +2,10 @@
 
 Random splits of pixels or overlapping chips leak: neighbouring pixels are nearly identical, so a
 model is scored on what it has seen. :func:`spatial_split` assigns whole contiguous blocks (a
-square grid anchored at the CRS origin, or user groups such as image tiles) to one partition,
-then drops the chips of a lower-priority partition (train < val < test) that overlap or come
-closer than ``buffer`` to a chip of another partition. The test set is never thinned.
+square grid anchored at the CRS origin, user groups such as image tiles, or groups of vector
+features such as polygons) to one partition, then drops the chips of a lower-priority partition
+(train < val < test) that overlap a chip of another partition or whose labelled pixels come
+closer than ``buffer`` to its labelled pixels. The test set is never thinned.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Splits:
     dropped: Mapping[str, int] = field(default_factory=dict)
     block_size: float | None = None
     units: str = ""
+    #: How the blocks were made and the buffer (in ``units``), for :func:`held_out`.
+    by: str = "block"
+    buffer: float = 0.0
 
     def __iter__(self) -> Iterator[Chips]:
         return iter((self.train, self.val, self.test))
@@ -69,7 +73,7 @@ def spatial_split(
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     buffer: float = 0.0,
     seed: int = 0,
-    by: Literal["block", "group", "source"] = "block",
+    by: Literal["block", "group", "source", "feature"] = "block",
     units: Literal["crs", "pixels"] = "crs",
     assign: Mapping[str, Sequence[str]] | None = None,
     stratify: bool = True,
@@ -90,12 +94,17 @@ def spatial_split(
         partition empty on purpose). Whole blocks are assigned, in a seeded random order, each
         to the partition furthest below its target.
     buffer
-        Chips closer than this (CRS units or pixels) to a chip of another partition are
-        dropped, from train first, then val. Chips of different partitions never overlap,
-        whatever the buffer.
+        Chips whose labelled pixels come closer than this (CRS units or pixels) to the
+        labelled pixels of a chip of another partition are dropped, from train first, then
+        val. (On dense labels that is the distance between the chips.) Chips of different
+        partitions never overlap, whatever the buffer.
     by
         ``"block"`` (square grid), ``"group"`` (the ``groups`` given to ``sample_chips``, e.g.
-        whole image tiles) or ``"source"`` (each image is a block).
+        whole image tiles), ``"source"`` (each image is a block) or ``"feature"``: every
+        vector feature (polygon, point, line) stays in one partition with all its pixels.
+        Features that share a chip form one group (a cluster of points, touching polygons),
+        and each group is a block, so no chip holds features of two partitions. Needs
+        ``sample_chips(..., features=rasterize_features(...))``.
     assign
         Explicit blocks per partition instead of random ones, e.g.
         ``{"val": ["tile-6"], "test": ["tile-7"]}``; unnamed blocks go to train.
@@ -128,17 +137,23 @@ def spatial_split(
         if stratify:
             presence = np.zeros((len(keys), len(chips.class_ids)), dtype=bool)
             np.logical_or.at(presence, inverse, chips.counts > 0)
-            _check_strata(presence, fr, chips, block_size, unit_name)
+            _check_strata(presence, fr, chips, _blocks_are(by, block_size, unit_name))
         split_of_block = _greedy(sizes, fr, np.random.default_rng(seed), presence)
     for s, name in enumerate(SPLITS):
         if ((assign is None and fr[s] > 0) or (assign and name in assign)) and not (
             split_of_block == s
         ).any():
+            advice = (
+                "Features that share a chip are one group: use smaller chips or a larger "
+                "stride, more separate features, or by='block'"
+                if by == "feature"
+                else f"Use a smaller block_size (it is in {unit_name}; block_size='auto' "
+                "suggests one), more data"
+            )
             raise EmptySplitError(
                 f"the {name} partition got no block: {len(keys)} block(s) "
-                f"for fractions {tuple(fractions)}. Use a smaller block_size (it is in "
-                f"{unit_name}; block_size='auto' suggests one), more data, or set its "
-                f"fraction to 0 if you do not want a {name} set"
+                f"({_blocks_are(by, block_size, unit_name)}) for fractions {tuple(fractions)}. "
+                f"{advice}, or set its fraction to 0 if you do not want a {name} set"
             )
     before = split_of_block[inverse]
     split = _apply_buffer(table, before, buffer * scale, chips)
@@ -159,8 +174,9 @@ def spatial_split(
         {"block": str}
     )
     result = Splits(parts[0], parts[1], parts[2], assignment, dropped,
-                    None if block_size is None else float(block_size), unit_name)  # fmt: skip
-    _warn_losses(result, chips, buffer, unit_name, before)
+                    None if block_size is None else float(block_size), unit_name, by,
+                    float(buffer))  # fmt: skip
+    _warn_losses(result, chips, buffer, unit_name, before, by)
     return result
 
 
@@ -183,24 +199,33 @@ def recommend_block_size(
     return float(max(1, round(min(wide, many) / chip)) * chip)
 
 
-def _check_strata(
-    presence: np.ndarray, fr: np.ndarray, chips: Chips, block_size: object, unit_name: str
-) -> None:
+def _blocks_are(by: str, block_size: object, unit_name: str) -> str:
+    if by == "block":
+        return f"block_size {block_size} {unit_name}"
+    return {"feature": "feature groups", "group": "groups", "source": "images"}.get(by, by)
+
+
+def _check_strata(presence: np.ndarray, fr: np.ndarray, chips: Chips, blocks: str) -> None:
     if fr[2] == 0 or fr[0] == 0:
         return
     lonely = [c.name for c, n in zip(chips.classes, presence.sum(axis=0), strict=True) if n == 1]
     if lonely:
         raise EmptySplitError(
-            f"classes {lonely} are each present in one block only (block_size {block_size} "
-            f"{unit_name}), so they cannot be both in train and in test. Use smaller blocks "
-            "(block_size='auto' suggests one), more data, declare them unlabelled, or pass "
+            f"classes {lonely} are each present in one block only ({blocks}), so they cannot "
+            "be both in train and in test. Use smaller blocks (block_size='auto' suggests "
+            "one) or more features of those classes, more data, declare them unlabelled, or pass "
             "stratify=False to accept classes that are learnt but never scored (or scored but "
             "never learnt)"
         )
 
 
 def _warn_losses(
-    splits: Splits, chips: Chips, buffer: float, unit_name: str, before: np.ndarray
+    splits: Splits,
+    chips: Chips,
+    buffer: float,
+    unit_name: str,
+    before: np.ndarray,
+    by: str = "block",
 ) -> None:
     heavy = [
         f"{name} {splits.dropped[name]} of {int((before == s).sum())}"
@@ -208,12 +233,16 @@ def _warn_losses(
         if splits.dropped[name] * 3 > (before == s).sum() > 0
     ]
     if heavy:
-        advice = recommend_block_size(chips, buffer=buffer)
+        if by == "block":
+            advice = recommend_block_size(chips, buffer=buffer)
+            larger = f"larger blocks (recommended here: block_size={advice:g} "
+            larger += f"{_unit_name(chips, 'crs')}), "
+        else:
+            larger = ""
         warnings.warn(
             f"chips overlapping or within the buffer ({buffer} {unit_name}) of another "
             f"partition were dropped: more than a third of {', '.join(heavy)} chips. Use "
-            f"larger blocks (recommended here: block_size={advice:g} "
-            f"{_unit_name(chips, 'crs')}), smaller chips, a larger stride or a smaller buffer",
+            f"{larger}smaller chips, a larger stride or a smaller buffer",
             SplitWarning,
             stacklevel=3,
         )
@@ -266,8 +295,10 @@ def _block_keys(chips: Chips, by: str, block_size: np.ndarray | None) -> np.ndar
         return t["group"].astype(str).to_numpy()
     if by == "source":
         return t["source"].astype(str).to_numpy()
+    if by == "feature":
+        return _feature_groups(chips, frames)
     if by != "block":
-        raise EmptySplitError(f"by must be 'block', 'group' or 'source', got {by!r}")
+        raise EmptySplitError(f"by must be 'block', 'group', 'source' or 'feature', got {by!r}")
     if block_size is None or (block_size <= 0).any():
         raise EmptySplitError(
             "by='block' needs a positive block_size (block_size='auto' suggests one)"
@@ -275,6 +306,44 @@ def _block_keys(chips: Chips, by: str, block_size: np.ndarray | None) -> np.ndar
     bx = np.floor(t["cx"].to_numpy() / block_size).astype(np.int64)
     by_ = np.floor(t["cy"].to_numpy() / block_size).astype(np.int64)
     return np.array([f"{f}|{x}|{y}" for f, x, y in zip(frames, bx, by_, strict=True)])
+
+
+def _feature_groups(chips: Chips, frames: np.ndarray) -> np.ndarray:
+    """Per chip, the key of its feature group: features that share a chip are joined
+    (union-find), so every chip's features are in one group. Features are told apart by frame
+    (CRS) and id, so one vector file burnt onto several images of a CRS stays one feature."""
+    t = chips.table
+    if "features" not in t:
+        raise EmptySplitError(
+            "by='feature' needs the features of each chip: sample_chips(image, labels, ..., "
+            "features=xlandcover.rasterize_features(vector, like=image)) (in a TOML "
+            "configuration: vector labels get them)"
+        )
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def find(a: tuple[str, int]) -> tuple[str, int]:
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    members = [
+        [(str(f), int(i)) for i in ids] for f, ids in zip(frames, t["features"], strict=True)
+    ]
+    for chip, nodes in enumerate(members):
+        if not nodes:
+            raise EmptySplitError(
+                f"chip {int(t['chip'].iloc[chip])} holds labelled pixels but no feature; the "
+                "feature rasters must come from the same table and options as the labels"
+            )
+        root = find(nodes[0])
+        for other in nodes[1:]:
+            r = find(other)
+            if r != root:
+                parent[r] = root
+    keys = [find(nodes[0]) for nodes in members]
+    return np.array([f"{frame}|feature-group-{i}" for frame, i in keys])
 
 
 def _greedy(
@@ -346,6 +415,7 @@ def _apply_buffer(
     split = split.copy()
     frames = np.array([s.frame for s in chips.sources])[table["source"].to_numpy()]
     bounds = table[["minx", "miny", "maxx", "maxy"]].to_numpy()
+    labelled = labelled_bounds(table)
     for frame in np.unique(frames):
         in_frame = np.flatnonzero(frames == frame)
         for high in (2, 1):  # test keeps everything, val yields to test, train to both
@@ -356,19 +426,38 @@ def _apply_buffer(
                 cand = in_frame[split[in_frame] == low]
                 if len(cand) == 0:
                     continue
-                split[cand[_too_close(bounds[cand], bounds[keepers], buffer[cand])]] = -1
+                close = _too_close(bounds[cand], bounds[keepers], buffer[cand],
+                                   labelled[cand], labelled[keepers])  # fmt: skip
+                split[cand[close]] = -1
     return split
 
 
-def _too_close(a: np.ndarray, b: np.ndarray, buffer: np.ndarray, batch: int = 512) -> np.ndarray:
-    """For each rectangle of ``a``: is any rectangle of ``b`` closer than its ``buffer``?
+def labelled_bounds(table: pd.DataFrame) -> np.ndarray:
+    """``(n, 4)`` bounds of each chip's labelled pixels (the chip's own where unknown)."""
+    bounds = table[["minx", "miny", "maxx", "maxy"]].to_numpy(dtype=np.float64)
+    if "lminx" not in table:
+        return bounds
+    lab = table[["lminx", "lminy", "lmaxx", "lmaxy"]].to_numpy(dtype=np.float64)
+    return np.where(np.isnan(lab), bounds, lab)
 
-    Closer than the buffer, or overlapping (both gaps negative) when the buffer is 0.
-    """
+
+def _too_close(
+    a: np.ndarray,
+    b: np.ndarray,
+    buffer: np.ndarray,
+    a_labelled: np.ndarray | None = None,
+    b_labelled: np.ndarray | None = None,
+    batch: int = 512,
+) -> np.ndarray:
+    """For each rectangle of ``a``: does it overlap a rectangle of ``b``, or do their labelled
+    bounds (the rectangles themselves by default) come closer than its ``buffer``?"""
+    a_lab = a if a_labelled is None else a_labelled
+    b_lab = b if b_labelled is None else b_labelled
     out = np.zeros(len(a), dtype=bool)
     for i in range(0, len(a), batch):
-        gap = _gaps(a[i : i + batch], b)
-        out[i : i + batch] = (gap < buffer[i : i + batch, None]).any(axis=1)
+        overlap = _gaps(a[i : i + batch], b) < 0
+        near = _gaps(a_lab[i : i + batch], b_lab) < buffer[i : i + batch, None]
+        out[i : i + batch] = (overlap | near).any(axis=1)
     return out
 
 
