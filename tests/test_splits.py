@@ -191,9 +191,11 @@ def test_by_feature_keeps_every_feature_in_one_partition(seed, buffer, fractions
     for a in range(3):
         for b in range(a + 1, 3):
             if len(parts[a]) and len(parts[b]):
-                assert (_gaps(bounds(parts[a]), bounds(parts[b])) >= 0).all()
-                gaps = _gaps(labelled_bounds(parts[a].table), labelled_bounds(parts[b].table))
-                assert (gaps >= buffer).all()
+                la, lb = labelled_bounds(parts[a].table), labelled_bounds(parts[b].table)
+                # no chip holds labelled pixels of another partition's chips
+                assert (_gaps(bounds(parts[a]), lb) >= 0).all()
+                assert (_gaps(la, bounds(parts[b])) >= 0).all()
+                assert (_gaps(la, lb) >= buffer).all()
     assert splits.by == "feature" and splits.buffer == buffer
 
 
@@ -223,11 +225,10 @@ def test_buffer_is_measured_between_labelled_pixels():
     chips = xlc.sample_chips(img, xlc.rasterize_labels(table, img, column="c"), size=16,
                              stride=8, features=xlc.rasterize_features(table, img))  # fmt: skip
     assert len(chips) == 8  # rows 0 and 8; columns 0, 8 (first box), 16, 24 (second)
-    with pytest.warns(SplitWarning, match="train 2 of 4 chips. Use smaller chips"):
-        split = xlc.spatial_split(chips, by="feature", fractions=(0.5, 0.0, 0.5), buffer=100.0)
-    # the train chips overlapping test chips go; those 0 m from a test chip stay, as their
-    # labels are 150 m from the test labels
-    assert len(split.train) == 2 and split.dropped["train"] == 2 and len(split.test) == 4
-    assert set(split.train.table["col"]) in ({0}, {24})
+    split = xlc.spatial_split(chips, by="feature", fractions=(0.5, 0.0, 0.5), buffer=140.0)
+    # chips of the two partitions overlap (columns 8-24 and 16-32), but hold none of each
+    # other's labelled pixels, which are 150 m apart: all are kept
+    assert len(split.train) == 4 and len(split.test) == 4 and split.dropped["train"] == 0
+    assert (_gaps(bounds(split.train), bounds(split.test)) < 0).any()
     with pytest.raises(EmptySplitError, match="lost all its chips"):
-        xlc.spatial_split(chips, by="feature", fractions=(0.5, 0.0, 0.5), buffer=180.0)
+        xlc.spatial_split(chips, by="feature", fractions=(0.5, 0.0, 0.5), buffer=160.0)

@@ -18,8 +18,10 @@ more labelled pixels per chip than the half-stride grid: see docs/training.md.)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import dask
@@ -116,6 +118,20 @@ class Chips:
         table = self.table[sel] if sel.dtype == bool else self.table.iloc[sel]
         return Chips(self.sources, table.reset_index(drop=True), self.size, self.classes,
                      self.unlabelled)  # fmt: skip
+
+    def export(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        split: str | None = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Write every chip as an image and a label GeoTIFF, plus a GeoParquet index
+        (``folder/index.parquet``, returned) naming ``split`` for each; readable by GDAL,
+        QGIS or torchgeo's ``RasterDataset`` (see :mod:`xlandcover.export`)."""
+        from .export import export_chips
+
+        return export_chips([(split, self)], folder, overwrite=overwrite)
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pixels of chip ``i``: image ``(band, s, s)``, label ids ``(s, s)``, valid mask.

@@ -4,16 +4,19 @@ Random splits of pixels or overlapping chips leak: neighbouring pixels are nearl
 model is scored on what it has seen. :func:`spatial_split` assigns whole contiguous blocks (a
 square grid anchored at the CRS origin, user groups such as image tiles, or groups of vector
 features such as polygons) to one partition, then drops the chips of a lower-priority partition
-(train < val < test) that overlap a chip of another partition or whose labelled pixels come
-closer than ``buffer`` to its labelled pixels. The test set is never thinned.
+(train < val < test) that overlap the labelled pixels of a chip of another partition (on dense
+labels: that overlap it) or whose labelled pixels come closer than ``buffer`` to its labelled
+pixels. The test set is never thinned.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -37,9 +40,11 @@ class Splits:
     dropped: Mapping[str, int] = field(default_factory=dict)
     block_size: float | None = None
     units: str = ""
-    #: How the blocks were made and the buffer (in ``units``), for :func:`held_out`.
+    #: How the blocks were made, the buffer and its units ("crs" or "pixels"), for
+    #: :func:`held_out`.
     by: str = "block"
     buffer: float = 0.0
+    unit_mode: str = "crs"
 
     def __iter__(self) -> Iterator[Chips]:
         return iter((self.train, self.val, self.test))
@@ -50,6 +55,14 @@ class Splits:
             for name, part in zip(SPLITS, self, strict=True)
         )
         return f"<Splits: {parts}; {len(self.assignment)} blocks>"
+
+    def export(self, folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the chips of the three partitions as image and label GeoTIFF pairs with one
+        GeoParquet index (``split`` column); see :meth:`Chips.export`."""
+        from .export import export_chips
+
+        parts = [(name, part) for name, part in zip(SPLITS, self, strict=True) if len(part)]
+        return export_chips(parts, folder, overwrite=overwrite)
 
     def summary(self) -> pd.DataFrame:
         """Chips kept and dropped by the buffer, blocks, and labelled pixels per class and
@@ -86,7 +99,8 @@ def spatial_split(
         From :func:`~xlandcover.sample_chips`.
     block_size
         Side of the square blocks (``by="block"``), in CRS units or pixels (``units``). A
-        chip belongs to the block holding its centre. ``"auto"``:
+        chip belongs to the block holding the centre of its labelled pixels (its own centre on
+        dense labels), so chips around one small polygon or point share a block. ``"auto"``:
         :func:`recommend_block_size` (blocks several chips and buffers wide, and at least
         about 20 of them).
     fractions
@@ -96,8 +110,10 @@ def spatial_split(
     buffer
         Chips whose labelled pixels come closer than this (CRS units or pixels) to the
         labelled pixels of a chip of another partition are dropped, from train first, then
-        val. (On dense labels that is the distance between the chips.) Chips of different
-        partitions never overlap, whatever the buffer.
+        val. (On dense labels that is the distance between the chips.) Whatever the buffer,
+        no chip holds labelled pixels (the bounds of a chip's labelled pixels) of a chip of
+        another partition: on dense labels, chips of different partitions never overlap; on
+        sparse labels their unlabelled margins may.
     by
         ``"block"`` (square grid), ``"group"`` (the ``groups`` given to ``sample_chips``, e.g.
         whole image tiles), ``"source"`` (each image is a block) or ``"feature"``: every
@@ -175,9 +191,62 @@ def spatial_split(
     )
     result = Splits(parts[0], parts[1], parts[2], assignment, dropped,
                     None if block_size is None else float(block_size), unit_name, by,
-                    float(buffer))  # fmt: skip
+                    float(buffer), units)  # fmt: skip
     _warn_losses(result, chips, buffer, unit_name, before, by)
     return result
+
+
+def held_out(splits: Splits, chips: Chips, *, partition: str = "test") -> Chips:
+    """The chips of ``chips`` that ``splits`` would put in ``partition``: other labels (e.g. a
+    dense reference map) over the same images, scored where the split held data out.
+
+    Train on sparse labels (polygons, points), then score on a dense reference of the held-out
+    places: ``chips`` is cut from the reference labels, and a chip is kept when its block (the
+    same blocks, groups or images as the split's) went to ``partition``, it overlaps no chip of
+    the other partitions, and its labelled pixels keep the split's ``buffer`` from theirs.
+    With ``by="feature"`` there are no blocks: every reference chip away from the other
+    partitions' chips is kept.
+
+    Raises :class:`~xlandcover.errors.EmptySplitError` when none is left.
+    """
+    if partition not in SPLITS:
+        raise EmptySplitError(f"partition must be one of {SPLITS}, got {partition!r}")
+    target = SPLITS.index(partition)
+    t = chips.table
+    if splits.by == "feature":
+        candidate = np.ones(len(t), dtype=bool)
+    else:
+        scale = _unit_scale(chips, splits.unit_mode)
+        size = None if splits.block_size is None else splits.block_size * scale
+        keys = _block_keys(chips, splits.by, size)
+        assigned = dict(zip(splits.assignment["block"], splits.assignment["split"], strict=True))
+        candidate = np.array([assigned.get(str(k)) == partition for k in keys])
+    others = [p for s, p in enumerate(splits) if s != target and len(p)]
+    if others and candidate.any():
+        frames = np.array([s.frame for s in chips.sources])[t["source"].to_numpy()]
+        buffer = splits.buffer * _unit_scale(chips, splits.unit_mode)
+        bounds = t[["minx", "miny", "maxx", "maxy"]].to_numpy()
+        labelled = labelled_bounds(t)
+        for part in others:
+            pt = part.table
+            part_frames = np.array([s.frame for s in part.sources])[pt["source"].to_numpy()]
+            part_bounds = pt[["minx", "miny", "maxx", "maxy"]].to_numpy()
+            part_labelled = labelled_bounds(pt)
+            for frame in np.unique(frames[candidate]):
+                mine = np.flatnonzero(candidate & (frames == frame))
+                theirs = part_frames == frame
+                if not theirs.any():
+                    continue
+                close = _too_close(bounds[mine], part_bounds[theirs], buffer[mine],
+                                   labelled[mine], part_labelled[theirs])  # fmt: skip
+                candidate[mine[close]] = False
+    if not candidate.any():
+        raise EmptySplitError(
+            f"no chip of the other labels lies in the {partition} partition of the split (by "
+            f"{splits.by!r}) away from the other partitions' chips; check that both labels "
+            "cover the same images, or use a smaller buffer"
+        )
+    return chips.subset(candidate)
 
 
 def recommend_block_size(
@@ -303,8 +372,12 @@ def _block_keys(chips: Chips, by: str, block_size: np.ndarray | None) -> np.ndar
         raise EmptySplitError(
             "by='block' needs a positive block_size (block_size='auto' suggests one)"
         )
-    bx = np.floor(t["cx"].to_numpy() / block_size).astype(np.int64)
-    by_ = np.floor(t["cy"].to_numpy() / block_size).astype(np.int64)
+    # the centre of the chip's labelled pixels (the chip's centre on dense labels): chips
+    # around one small polygon or point then fall in one block, however they straddle it
+    lab = labelled_bounds(t)
+    cx, cy = (lab[:, 0] + lab[:, 2]) / 2, (lab[:, 1] + lab[:, 3]) / 2
+    bx = np.floor(cx / block_size).astype(np.int64)
+    by_ = np.floor(cy / block_size).astype(np.int64)
     return np.array([f"{f}|{x}|{y}" for f, x, y in zip(frames, bx, by_, strict=True)])
 
 
@@ -449,15 +522,18 @@ def _too_close(
     b_labelled: np.ndarray | None = None,
     batch: int = 512,
 ) -> np.ndarray:
-    """For each rectangle of ``a``: does it overlap a rectangle of ``b``, or do their labelled
-    bounds (the rectangles themselves by default) come closer than its ``buffer``?"""
+    """For each chip (rectangle) of ``a``: does it overlap the labelled pixels (their bounds;
+    the rectangle itself by default) of a chip of ``b``, or ``b`` its labelled pixels, or do
+    the two chips' labelled pixels come closer than its ``buffer``? On dense labels: do the
+    chips overlap or come closer than the buffer."""
     a_lab = a if a_labelled is None else a_labelled
     b_lab = b if b_labelled is None else b_labelled
     out = np.zeros(len(a), dtype=bool)
     for i in range(0, len(a), batch):
-        overlap = _gaps(a[i : i + batch], b) < 0
-        near = _gaps(a_lab[i : i + batch], b_lab) < buffer[i : i + batch, None]
-        out[i : i + batch] = (overlap | near).any(axis=1)
+        part = slice(i, i + batch)
+        overlap = (_gaps(a[part], b_lab) < 0) | (_gaps(a_lab[part], b) < 0)
+        near = _gaps(a_lab[part], b_lab) < buffer[part, None]
+        out[part] = (overlap | near).any(axis=1)
     return out
 
 
