@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio.features
 import shapely
+import torch
 
 import xlandcover as xlc
 from xlandcover.cli import main
@@ -82,6 +83,9 @@ arch_kwargs = { decoder_channels = [16, 8, 8, 8, 8] }
 epochs = 1
 batch_size = 4
 steps_per_epoch = 2
+optimizer = "sgd"
+schedule = "poly"
+lr = 0.01
 
 [output]
 dir = "run"
@@ -130,6 +134,9 @@ def test_cli_train_on_polygons_evaluate_on_dense_labels_and_export_chips(scene, 
     assert main(["train", str(config), "--no-progress"]) == 0
     model = root / "run" / "best.xlc"
     assert xlc.load_model(model).metadata.class_names == ("dark", "bright")
+    assert (root / "run" / "results.png").stat().st_size > 0  # the gallery, beside curves.png
+    state = torch.load(root / "run" / "last.pt", weights_only=False)["optimizer"]
+    assert state["param_groups"][0]["momentum"] == 0.9 and state["param_groups"][0]["nesterov"]
     assert main(["evaluate", str(config), "--model", str(model), "--baseline"]) == 0
     assert "Scoring on the [evaluate] labels" in caplog.text
     out = root / "run" / "eval-test"
@@ -142,3 +149,12 @@ def test_cli_train_on_polygons_evaluate_on_dense_labels_and_export_chips(scene, 
     index = gpd.read_parquet(root / "chips" / "index.parquet")
     assert len(index) == sum(len(p) for p in cfg.splits()) and index.crs == "EPSG:32612"
     assert main(["chips", str(config), "--out", str(root / "chips")]) == 1  # exists: refused
+
+
+def test_unknown_optimizer_is_refused_before_any_work(scene):
+    root, _, _ = scene
+    (root / "run.toml").write_text(CONFIG)
+    splits = load_config(root / "run.toml").splits()
+    with pytest.raises(xlc.errors.TrainingSettingsError, match="'adamw' or 'sgd'"):
+        xlc.train(splits, optimizer="adam", out_dir=root / "never", progress=False)
+    assert not (root / "never").exists()

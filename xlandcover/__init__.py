@@ -12,6 +12,7 @@ from .baseline import random_forest_baseline
 from .chips import Chips, sample_chips
 from .errors import XLandcoverError
 from .evaluate import evaluate, score_map
+from .gallery import show_results
 from .io import open_raster
 from .labels import labels_from_colors, open_color_mask
 from .metrics import Report, confusion_matrix
@@ -58,6 +59,7 @@ __all__ = [
     "sample_size",
     "save_model",
     "score_map",
+    "show_results",
     "spatial_split",
     "to_cog",
     "to_zarr",
