@@ -11,9 +11,11 @@ Sparse labels (points, polygons): the same grid, keeping only the chips that hol
 labelled pixel lies in at least one chip, and every labelled patch no wider or taller than
 ``size - stride + 1`` pixels lies whole inside one; chips overlap by ``size - stride`` pixels,
 as on dense labels. The grid depends only on the raster's shape, so chips are the same for any
-chunking, and the pass over the labels is out of core. (Chips centred on labelled clusters
-were considered; they need a connected-component pass over the whole raster and do not hold
-more labelled pixels per chip than the half-stride grid: see docs/training.md.)
+chunking, and the pass over the labels is out of core. (One chip centred on each labelled
+cluster was measured against the half-stride grid on 30 Zion polygons: 142 against 100
+labelled pixels per chip, but 30 chips instead of 162, each polygon always in the middle;
+both cover every labelled pixel and hold every polygon whole. Centred chips need the clusters
+first, a pass over the whole raster; the grid is kept. See docs/training.md.)
 """
 
 from __future__ import annotations
