@@ -14,7 +14,7 @@ import torch
 
 import xlandcover as xlc
 from xlandcover.cli import main
-from xlandcover.config import LABEL_KEYS, load_config
+from xlandcover.config import load_config
 from xlandcover.splits import _gaps, held_out, labelled_bounds
 
 from .conftest import make_image
@@ -92,8 +92,17 @@ dir = "run"
 """
 
 
-def test_label_keys_are_listed_per_section():
-    assert "label_column" in LABEL_KEYS["data"] and "labels" in LABEL_KEYS["evaluate"]
+def test_vector_and_evaluation_keys_are_validated(scene):
+    root, _, _ = scene
+    (root / "bad.toml").write_text(CONFIG.replace('label_column = "cover"', "label_colum = 1"))
+    with pytest.raises(xlc.errors.ConfigError, match="did you mean label_column"):
+        load_config(root / "bad.toml")
+    (root / "bad.toml").write_text(CONFIG.replace('labels = "dense.tif"', 'label = "dense.tif"'))
+    with pytest.raises(xlc.errors.ConfigError, match=r"label in \[evaluate\]; did you mean labels"):
+        load_config(root / "bad.toml")
+    (root / "bad.toml").write_text(CONFIG.replace("chunks = 64", 'chunks = 64\noverlap = "top"'))
+    with pytest.raises(xlc.errors.ConfigError, match="overlap"):
+        load_config(root / "bad.toml")
 
 
 def test_vector_labels_from_the_config_and_held_out_dense_chips(scene):

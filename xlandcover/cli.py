@@ -80,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pred.add_argument("--batch-size", type=int, help="windows per forward pass")
     pred.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     pred.add_argument("--bands", help="comma-separated band names of the source")
+    pred.add_argument(
+        "--match-bands-by-position",
+        action="store_true",
+        help="use the source's bands in their order even where they have no names",
+    )
     pred.add_argument("--tta", action="store_true", help="average the four flips")
     pred.add_argument(
         "--mmu",
@@ -229,6 +234,9 @@ def _predict(args: argparse.Namespace) -> int:
     import xarray as xr
 
     from . import load_model, open_raster, to_cog
+    from .cluster import scheduler_address
+    from .io import check_chunks
+    from .outputs import check_distinct, output_lock, output_record
 
     if args.out is None and args.cog is None:
         log.error("error: give an output: --out OUT.zarr and/or --cog OUT.tif")
@@ -236,6 +244,11 @@ def _predict(args: argparse.Namespace) -> int:
     if bool(args.source) == bool(args.stac):
         log.error("error: give either raster paths or --stac URL (with --bbox and --datetime)")
         return 2
+    inputs = [*args.source, args.model]
+    check_distinct([p for p in (args.out, args.cog) if p is not None], inputs)
+    check_chunks(args.chunk, what="--chunk")
+    if args.out is not None and args.scheduler not in ("local", "inprocess"):
+        scheduler_address(args.scheduler)  # a mistyped address fails before any work
     model = load_model(args.model)
     if args.stac:
         from .stac import load_stac
@@ -263,6 +276,7 @@ def _predict(args: argparse.Namespace) -> int:
         device=args.device,
         tta=args.tta,
         chunks=args.chunk,
+        match_bands="position" if args.match_bands_by_position else "name",
     )
     if args.mmu is not None:  # chunk-independent sieve, see docs/predict.md
         labels = labels.landcover.sieve(args.mmu)
@@ -274,6 +288,7 @@ def _predict(args: argparse.Namespace) -> int:
         args.window or "default",
         args.device,
     )
+    job = None
     if args.out is not None:
         from .cluster import client_for
         from .resume import write_zarr_resumable
@@ -281,14 +296,25 @@ def _predict(args: argparse.Namespace) -> int:
         with client_for(args.scheduler, n_workers=args.workers) as client:
             start = time.perf_counter()
             write_zarr_resumable(
-                labels, args.out, client=client, resume=args.resume, overwrite=args.overwrite
+                labels,
+                args.out,
+                client=client,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                inputs=[] if args.stac else inputs,
             )
             seconds = time.perf_counter() - start
         log.info("Wrote %s (%.2f Mpx in %.1f s)", args.out, labels.size / 1e6, seconds)
+        job = (output_record(args.out, "zarr") or {}).get("job")
         # the COG is converted from the store rather than predicting a second time
         labels = xr.open_zarr(args.out, decode_coords="all", consolidated=False)["landcover"]
     if args.cog is not None:
-        _run(partial(to_cog, labels, args.cog, overwrite=args.overwrite), labels)
+        done = output_record(args.cog, "cog") if args.resume and job else None
+        if done is not None and done.get("job") == job:
+            with output_lock(args.cog):  # tidies what a kill right after publishing left
+                log.info("%s was already written by this job", args.cog)
+            return 0
+        _run(partial(to_cog, labels, args.cog, overwrite=args.overwrite, job=job), labels)
         log.info("Wrote %s", args.cog)
     return 0
 

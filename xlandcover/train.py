@@ -45,8 +45,9 @@ from .errors import (
 from .labels import ClassIndex
 from .losses import IGNORE, make_loss, median_frequency_weights
 from .metrics import Report
-from .package import ModelPackage, package_model, save_model
+from .package import ModelPackage, band_range, package_model, save_model
 from .recipe import FIXED_DEFAULTS, DataProfile, auto_settings, bounded_class_weights
+from .spectral import resolve_indices
 from .splits import Splits
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ class TrainConfig:
     encoder_weights: str | None = None  # a local weights file; never a download
     arch_kwargs: Mapping[str, Any] | None = None
     pixel_branch: int | None = None  # width of the per-pixel 1x1 branch; 0: none
+    #: spectral indices the network computes from its bands (names of
+    #: :data:`xlandcover.spectral.INDICES`, or {name: [band_a, band_b]}); []: none
+    indices: list[str] | dict[str, list[str]] | None = None
     loss: str | None = None
     class_weights: Literal["bounded", "median_frequency", "none"] | None = None
     epochs: int | None = None
@@ -142,6 +146,8 @@ class TrainResult:
     forest_report: Report | None = None
     #: Per class: share of the validation pixels in the reference and in the map.
     class_shares: pd.DataFrame | None = None
+    #: The fitted softmax temperature and the calibration error before and after.
+    calibration: dict[str, float] = field(default_factory=dict)
 
     @property
     def beats_forest(self) -> bool | None:
@@ -308,6 +314,15 @@ class _Run:
         }
         if cfg.pixel_branch:
             self.arch_kwargs["pixel_branch"] = int(cfg.pixel_branch)
+        bands = train_chips.bands or [f"band_{i + 1}" for i in range(n_bands)]
+        if cfg.indices:
+            found = resolve_indices(bands, cfg.indices)
+            self.arch_kwargs["indices"] = {
+                "names": [name for name, _, _ in found],
+                "pairs": [[a, b] for _, a, b in found],
+                "mean": mean.tolist(),
+                "std": std.tolist(),
+            }
         self.model = _build_model(cfg, self.arch_kwargs).to(self.device)
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -339,7 +354,7 @@ class _Run:
         self.rng = np.random.default_rng(cfg.seed)
         self.state = _State(epochs=cfg.epochs)
         self.package_kwargs: dict[str, Any] = dict(
-            bands=train_chips.bands or [f"band_{i + 1}" for i in range(n_bands)],
+            bands=bands,
             classes=train_chips.classes,
             normalization={"mean": mean.tolist(), "std": std.tolist()},
             window=cfg.window or train_chips.size,
@@ -348,6 +363,7 @@ class _Run:
             description=description,
             architecture=cfg.arch,
             arch_kwargs=self.arch_kwargs,
+            input_range=band_range(train_chips, seed=cfg.seed),
         )
         self.start = _clock()
         self.best_path = out / "best.xlc"
@@ -470,11 +486,12 @@ class _Run:
             )
         history = pd.DataFrame(st.history)
         plot_history(history, self.out / "curves.png")
+        report = _best_report(load_model(self.best_path), self)
+        calibration = self.calibrate(load_model(self.best_path))
         model = load_model(self.best_path)
         from .gallery import save_results  # image, reference and prediction of val chips
 
         save_results(model, self.val_chips, self.out / "results.png", device=str(self.device))
-        report = _best_report(model, self)
         shares = class_shares(report)
         forest = None
         if compare_forest:
@@ -491,11 +508,51 @@ class _Run:
             val_report=report,
             forest_report=forest,
             class_shares=shares,
+            calibration=calibration,
         )
         _write_report(self.out / "training_report.json", result, self.profile)
         log.info("class shares on the validation pixels:\n%s", shares.to_string())
         if forest is not None:
             _verdict(result)
+        return result
+
+    def calibrate(self, model: ModelPackage, max_chips: int = 256) -> dict[str, float]:
+        """Fit a softmax temperature on the validation chips' logits (every 2nd pixel of up
+        to ``max_chips`` chips) and store it, with the calibration error before and after,
+        in the saved package."""
+        from ._torch import torch
+        from .calibration import expected_calibration_error, fit_temperature, softmax
+        from .package import with_temperature
+
+        index = ClassIndex(self.train_chips.class_ids, self.train_chips.unlabelled)
+        val = ChipData(self.val_chips, index, self.data.mean[:, 0, 0], self.data.std[:, 0, 0])
+        rows = np.random.default_rng(self.cfg.seed).permutation(len(val))[:max_chips]
+        net = model.build_module(str(self.device))
+        logits, targets = [], []
+        with torch.inference_mode():
+            for i in range(0, len(rows), 8):
+                x, y = val.batch(rows[i : i + 8])
+                logits.append(net(x.to(self.device)).float().cpu().numpy()[:, :, ::2, ::2])
+                targets.append(y.numpy()[:, ::2, ::2])
+        scores, truth = np.concatenate(logits), np.concatenate(targets)
+        if not (truth != IGNORE).any():
+            return {}
+        t = fit_temperature(scores, truth, ignore_index=IGNORE, seed=self.cfg.seed)
+        result = {
+            "temperature": t,
+            "ece_before": expected_calibration_error(softmax(scores), truth, ignore_index=IGNORE),
+            "ece_after": expected_calibration_error(
+                softmax(scores, temperature=t), truth, ignore_index=IGNORE
+            ),
+        }
+        errors = {k: v for k, v in result.items() if k != "temperature"}
+        with_temperature(
+            model, t, self.best_path, overwrite=True, fitted_on="validation chips", **errors
+        )
+        log.info(
+            "softmax temperature %.3f: calibration error on validation chips %.4f -> %.4f",
+            t, result["ece_before"], result["ece_after"],
+        )  # fmt: skip
         return result
 
     # -- helpers --------------------------------------------------------------------------------
@@ -785,9 +842,9 @@ def _check_values(cfg: TrainConfig) -> None:
 
 
 def _describe(cfg: TrainConfig, reasons: Mapping[str, str]) -> str:
-    keys = ("arch", "encoder", "pixel_branch", "batch_size", "epochs", "steps_per_epoch", "lr",
-            "schedule", "ema", "loss", "class_weights", "normalization", "window", "overlap",
-            "val_every", "max_minutes")  # fmt: skip
+    keys = ("arch", "encoder", "pixel_branch", "indices", "batch_size", "epochs",
+            "steps_per_epoch", "lr", "schedule", "ema", "loss", "class_weights", "normalization",
+            "window", "overlap", "val_every", "max_minutes")  # fmt: skip
     return ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys)
 
 
@@ -850,6 +907,7 @@ def _write_report(path: Path, result: TrainResult, profile: DataProfile) -> None
         "class_shares": None
         if result.class_shares is None
         else result.class_shares.to_dict(orient="index"),
+        "calibration": result.calibration,
         "val": None if result.val_report is None else result.val_report.summary(),
         "forest_val": None if result.forest_report is None else result.forest_report.summary(),
     }
