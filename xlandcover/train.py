@@ -89,6 +89,7 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float | None = None
     schedule: Literal["onecycle", "cosine", "poly", "constant"] | None = None
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: momentum 0.9, Nesterov (with "poly")
     ema: float | None = None  # decay of the weights' moving average; 0: off
     amp: Literal["auto", "on", "off"] = "auto"
     grad_clip: float | None = 1.0
@@ -335,9 +336,14 @@ class _Run:
         self.augment = Augment(cfg.augment, n_bands=n_bands) if cfg.augment else None
         assert cfg.batch_size is not None and cfg.epochs is not None
         self.steps = cfg.steps_per_epoch or max(1, len(train_chips) // cfg.batch_size)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr or 0.0, weight_decay=cfg.weight_decay or 0.0
-        )
+        params, lr, decay = self.model.parameters(), cfg.lr or 0.0, cfg.weight_decay or 0.0
+        self.optimizer: torch.optim.Optimizer
+        if cfg.optimizer == "sgd":  # momentum 0.9, Nesterov: the DeepLabV3+ recipes ("poly")
+            self.optimizer = torch.optim.SGD(
+                params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay
+            )
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=decay)
         self.schedule = SCHEDULES[cfg.schedule or "onecycle"]
         self.use_amp = cfg.amp == "on" or (cfg.amp == "auto" and self.device.type == "cuda")
         self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
@@ -483,6 +489,9 @@ class _Run:
         report = _best_report(load_model(self.best_path), self)
         calibration = self.calibrate(load_model(self.best_path))
         model = load_model(self.best_path)
+        from .gallery import save_results  # image, reference and prediction of val chips
+
+        save_results(model, self.val_chips, self.out / "results.png", device=str(self.device))
         shares = class_shares(report)
         forest = None
         if compare_forest:
@@ -815,6 +824,8 @@ def _check_values(cfg: TrainConfig) -> None:
         raise TrainingSettingsError(f"max_minutes must be >= 0, got {cfg.max_minutes}")
     if cfg.ema is not None and not 0.0 <= cfg.ema < 1.0:
         raise TrainingSettingsError(f"ema is a decay in [0, 1), got {cfg.ema}")
+    if cfg.optimizer not in ("adamw", "sgd"):
+        raise TrainingSettingsError(f"optimizer must be 'adamw' or 'sgd', not {cfg.optimizer!r}")
     if cfg.schedule is not None and cfg.schedule not in SCHEDULES:
         raise UnknownArchitectureError(
             f"unknown schedule {cfg.schedule!r}; use one of {sorted(SCHEDULES)}"
