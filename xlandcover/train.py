@@ -272,6 +272,10 @@ class _State:
     seconds: float = 0.0
     train_seconds: float = 0.0
     val_seconds: float = 0.0
+    planned: int = 0  # epochs before any time budget
+    at_last_epoch: float = 0.0  # seconds elapsed when the latest epoch began
+    last_train_seconds: float = 0.0
+    last_val_seconds: float = 0.0
     validations: int = 0
     stopped: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -352,7 +356,7 @@ class _Run:
         )
         self.sample_weights = _sample_weights(train_chips) if cfg.sampler == "class_aware" else None
         self.rng = np.random.default_rng(cfg.seed)
-        self.state = _State(epochs=cfg.epochs)
+        self.state = _State(epochs=cfg.epochs, planned=cfg.epochs)
         self.package_kwargs: dict[str, Any] = dict(
             bands=bands,
             classes=train_chips.classes,
@@ -382,6 +386,7 @@ class _Run:
         assert cfg.batch_size is not None
         self.model.train()
         t0 = _clock()
+        st.at_last_epoch, st.last_val_seconds = self.elapsed, 0.0
         order = _epoch_order(
             len(self.train_chips), self.steps * cfg.batch_size, self.sample_weights, self.rng
         )
@@ -417,7 +422,8 @@ class _Run:
         if bar is not None:
             bar.close()
         st.epoch += 1
-        st.train_seconds += _clock() - t0
+        st.last_train_seconds = _clock() - t0
+        st.train_seconds += st.last_train_seconds
         self._row = {
             "epoch": st.epoch,
             "step": st.step,
@@ -432,7 +438,8 @@ class _Run:
         if last or st.epoch == 1 or st.epoch % (cfg.val_every or 1) == 0:
             t0 = _clock()
             report = self.validate()
-            st.val_seconds += _clock() - t0
+            st.last_val_seconds = _clock() - t0
+            st.val_seconds += st.last_val_seconds
             st.validations += 1
         row = {
             **self._row,
@@ -581,27 +588,30 @@ class _Run:
         self.best_report = report
 
     def _fit_budget(self) -> None:
-        """With ``max_minutes``: after the first epoch, size the schedule to the budget from
-        the measured time per epoch and per validation; later, stop when time is up."""
+        """With ``max_minutes``: after the first and the second epoch, size the schedule to the
+        budget from the measured time of the latest epoch and validation (the first epoch also
+        reads and caches the chips, so the second corrects its estimate, upwards too, up to
+        the planned epochs); later, stop when time is up."""
         cfg, st = self.cfg, self.state
         if cfg.max_minutes is None or st.stopped:
             return
         budget = cfg.max_minutes * 60.0
         remaining = budget - st.seconds
-        if st.epoch == 1 and st.epoch < st.epochs:
-            # the first epoch is always validated: its time splits into training,
-            # validation and the rest (checkpoint, history); 10 % is kept in reserve
+        if st.epoch <= 2 and st.epoch < st.planned:
+            # the latest epoch's time splits into training, validation and the rest
+            # (checkpoint, history); 10 % of what remains is kept in reserve
+            spent = st.seconds - st.at_last_epoch
+            other = max(spent - st.last_train_seconds - st.last_val_seconds, 0.0)
             per_val = st.val_seconds / max(st.validations, 1)
-            other = max(st.seconds - st.train_seconds - st.val_seconds, 0.0)
-            per_epoch = st.train_seconds + other + per_val / (cfg.val_every or 1)
-            fits = st.epoch + max(0, int(0.9 * remaining // per_epoch))
-            if st.epoch < fits < st.epochs:
-                log.info(
-                    "schedule sized to the %.0f min budget: %d of %d epochs (%.1f s per epoch)",
-                    cfg.max_minutes, fits, st.epochs, per_epoch,
-                )  # fmt: skip
-                st.epochs = fits
+            per_epoch = st.last_train_seconds + other + per_val / (cfg.val_every or 1)
+            fits = min(st.epoch + max(0, int(0.9 * remaining // per_epoch)), st.planned)
             if fits > st.epoch:
+                if fits != st.epochs:
+                    log.info(
+                        "schedule sized to the %.0f min budget: %d of %d epochs (%.1f s each)",
+                        cfg.max_minutes, fits, st.planned, per_epoch,
+                    )  # fmt: skip
+                st.epochs = fits
                 return
         if remaining <= 0 and st.epoch < st.epochs:
             st.stopped = "time budget"
@@ -651,7 +661,7 @@ class _Run:
         planned = self.state.epochs
         self.state = _State(**saved)
         # a budget that stopped the earlier run does not bind this one
-        self.state.epochs, self.state.stopped = planned, ""
+        self.state.epochs, self.state.planned, self.state.stopped = planned, planned, ""
         self.start = _clock() - self.state.seconds
 
 
