@@ -291,3 +291,17 @@ def test_sparse_min_labelled_drops_chips_with_too_few():
     chips = xlc.sample_chips(img, lab, size=32, min_labelled=4)
     assert chips.table[["row", "col"]].values.tolist() == [[32, 32]]
     assert chips.table["labelled"].tolist() == [16]
+
+
+@pytest.mark.parametrize("max_pixels", [3 * 32 * 100, 64 * 2**20])
+def test_reading_many_chips_at_once_equals_reading_each(max_pixels):
+    img = make_image(200, 230).chunk({"y": 64, "x": 64})
+    chips = xlc.sample_chips([img, img.isel(y=slice(0, 120))],
+                             [make_labels(img), make_labels(img.isel(y=slice(0, 120)))],
+                             size=32, stride=16)  # fmt: skip
+    rows = np.random.default_rng(0).permutation(len(chips))[:80]
+    got = dict(chips.read_many(rows, max_pixels=max_pixels))
+    assert sorted(got) == sorted(rows.tolist())
+    for i in rows:
+        for a, b in zip(chips.read(int(i)), got[int(i)], strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -310,6 +310,7 @@ class _Run:
             train_chips, seed=cfg.seed, robust=cfg.normalization == "robust"
         )
         self.data = ChipData(train_chips, index, mean, std)
+        self.data.preload()
         self.arch_kwargs = {
             "encoder_name": cfg.encoder,
             "in_channels": n_bands,
@@ -739,18 +740,30 @@ class ChipData:
     def __len__(self) -> int:
         return len(self.chips)
 
+    def preload(self) -> None:
+        """Fill the cache (when it fits), reading each source once (:meth:`Chips.read_many`)."""
+        if self._cache is None:
+            return
+        missing = [i for i in range(len(self.chips)) if i not in self._cache]
+        for i, read in self.chips.read_many(missing):
+            self._cache[i] = self._convert(*read)
+
     def item(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        image, labels, valid = self.chips.read(i)
+        pair = self._convert(*self.chips.read(i))
+        if self._cache is not None:
+            self._cache[i] = pair
+        return pair
+
+    def _convert(
+        self, image: np.ndarray, labels: np.ndarray, valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         x = (image.astype(np.float32) - self.mean) / self.std
         x[:, ~valid] = 0.0
         y = self.index(labels)
         y[(y >= self.index.n) | ~valid] = IGNORE
-        pair = (x, y.astype(np.uint8))
-        if self._cache is not None:
-            self._cache[i] = pair
-        return pair
+        return x, y.astype(np.uint8)
 
     def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         from ._torch import torch
@@ -772,8 +785,7 @@ def band_statistics(
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(chips))[:max_chips]
     parts = []
-    for i in rows:
-        image, _, valid = chips.read(int(i))
+    for _, (image, _, valid) in sorted(chips.read_many(rows), key=lambda r: r[0]):
         parts.append(image[:, valid].astype(np.float64))
     px = np.concatenate(parts, axis=1) if parts else np.zeros((chips.n_bands, 0))
     if px.shape[1] == 0:
