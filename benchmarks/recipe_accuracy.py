@@ -133,7 +133,7 @@ def brandenburg() -> xlc.Splits:
 
 def neon_trees() -> xlc.Splits:
     """NEON 10 cm RGB orthophoto (OSBS, Florida) with 61 hand-drawn tree boxes, from
-    deepforest: tree / other, 64 px blocks."""
+    deepforest: tree / other, 128 px blocks."""
     import pandas as pd
     import rioxarray
 
@@ -149,7 +149,7 @@ def neon_trees() -> xlc.Splits:
     lab = img[0].drop_vars("band").copy(data=labels).rio.write_nodata(0)
     classes = [{"id": 1, "name": "other"}, {"id": 2, "name": "tree"}]
     chips = xlc.sample_chips(img, lab, size="auto", classes=classes)
-    return xlc.spatial_split(chips, block_size=64, units="pixels", buffer=8, seed=0)
+    return xlc.spatial_split(chips, block_size=128, units="pixels", buffer=8, seed=0)
 
 
 CASES: dict[str, Callable[[], xlc.Splits]] = {

@@ -3,8 +3,9 @@ blending weights along one axis.
 
     .venv/bin/python scripts/make_concept_figure.py [docs/img/concepts.png]
 
-Deterministic and offline: the grid, halo and weights come from ``xlandcover.prediction._windows`` (the
-functions ``predict`` itself uses), nothing is read from disk or the network.
+Deterministic and offline: the grid, halo and weights come from
+``xlandcover.prediction._windows`` (the functions ``predict`` itself uses), nothing is read from
+disk or the network.
 """
 
 from __future__ import annotations

@@ -29,9 +29,16 @@ from .evaluation import (
     sample_design,
     sample_size,
     score_map,
+    show_results,
     write_sample,
 )
-from .io import labels_from_colors, open_color_mask, open_raster
+from .io import (
+    labels_from_colors,
+    open_color_mask,
+    open_raster,
+    rasterize_features,
+    rasterize_labels,
+)
 from .model import ClassInfo, ModelPackage, load_model, save_model
 from .output import to_cog, to_zarr
 from .prediction import predict
@@ -71,6 +78,8 @@ __all__ = [
     "open_raster",
     "predict",
     "random_forest_baseline",
+    "rasterize_features",
+    "rasterize_labels",
     "read_sample",
     "register_preset",
     "sample_chips",
@@ -78,6 +87,7 @@ __all__ = [
     "sample_size",
     "save_model",
     "score_map",
+    "show_results",
     "spatial_split",
     "to_cog",
     "to_zarr",

@@ -24,6 +24,7 @@ from .errors import UnknownNameError, XLandcoverDeprecationWarning
 MOVED: dict[str, tuple[str, str]] = {
     "labels": ("xlandcover.io", "xlandcover.io._labels"),
     "nodata": ("xlandcover.io", "xlandcover.io._nodata"),
+    "vector": ("xlandcover.io", "xlandcover.io._vector"),
     "presets": ("xlandcover.stac", "xlandcover.stac._presets"),
     "stac_search": ("xlandcover.stac", "xlandcover.stac._search"),
     "grid": ("xlandcover.stac", "xlandcover.stac._grid"),
@@ -36,6 +37,7 @@ MOVED: dict[str, tuple[str, str]] = {
     "recipe": ("xlandcover.training", "xlandcover.training._recipe"),
     "baseline": ("xlandcover.training", "xlandcover.training._baseline"),
     "config": ("xlandcover.training", "xlandcover.training._config"),
+    "export": ("xlandcover.training", "xlandcover.training._export"),
     "package": ("xlandcover.model", "xlandcover.model._package"),
     "_nets": ("xlandcover.model", "xlandcover.model._nets"),
     "spectral": ("xlandcover.model", "xlandcover.model._spectral"),
@@ -52,6 +54,7 @@ MOVED: dict[str, tuple[str, str]] = {
     "sampling": ("xlandcover.evaluation", "xlandcover.evaluation._sampling"),
     "calibration": ("xlandcover.evaluation", "xlandcover.evaluation._calibration"),
     "stats": ("xlandcover.evaluation", "xlandcover.evaluation._areas"),
+    "gallery": ("xlandcover.evaluation", "xlandcover.evaluation._gallery"),
     "write": ("xlandcover.output", "xlandcover.output._write"),
     "outputs": ("xlandcover.output", "xlandcover.output._targets"),
     "resume": ("xlandcover.output", "xlandcover.output._resume"),

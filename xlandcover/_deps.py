@@ -20,6 +20,7 @@ OPTIONAL: dict[str, tuple[str, str | None]] = {
     "kornia": ("kornia", "train"),
     "geopandas": ("geopandas", "report"),
     "pyogrio": ("pyogrio", "report"),
+    "pyarrow": ("pyarrow", "report"),
     "distributed": ("distributed", "distributed"),
     "dask_cuda": ("dask-cuda", None),
     "rio_cogeo": ("rio-cogeo", "cog"),

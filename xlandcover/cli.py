@@ -1,5 +1,5 @@
-"""Command line: ``xlandcover demo``, ``predict``, ``train``, ``evaluate``, ``sample-design``
-and ``assess``."""
+"""Command line: ``xlandcover demo``, ``predict``, ``train``, ``evaluate``, ``chips``,
+``sample-design`` and ``assess``."""
 
 from __future__ import annotations
 
@@ -128,6 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also the expected calibration error before/after the package's temperature",
     )
 
+    ch = sub.add_parser(
+        "chips", help="export a configuration's chips as GeoTIFF pairs with a GeoParquet index"
+    )
+    ch.add_argument("config", type=Path, help="run configuration (see examples/configs)")
+    ch.add_argument("--out", type=Path, required=True, help="output folder")
+    ch.add_argument("--overwrite", action="store_true", help="replace an earlier export")
+
     sd = sub.add_parser(
         "sample-design", help="draw a stratified random sample of a map for accuracy and area"
     )
@@ -172,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "predict": _predict,
         "train": _train,
         "evaluate": _evaluate,
+        "chips": _chips,
         "sample-design": _sample_design,
         "assess": _assess,
     }
@@ -415,7 +423,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     splits = cfg.splits()
-    part = getattr(splits, args.split)
+    # the partition's chips, or those of the [evaluate] labels (e.g. a dense reference map)
+    part = cfg.evaluation_chips(splits, args.split)
+    if cfg.has_evaluation_labels:
+        log.info("Scoring on the [evaluate] labels: %d chips in the %s partition", len(part),
+                 args.split)  # fmt: skip
     out = args.out or args.model.parent / f"eval-{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     from dask.diagnostics import ProgressBar
@@ -428,10 +440,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     report.to_json(out / "report.json")
     _save_plots(report, out, "")
     if args.baseline:
-        from .training._baseline import random_forest_baseline
+        from .training._baseline import forest_baseline
 
-        t0 = time.monotonic()
-        base = random_forest_baseline(splits, partition=args.split, seed=0)
+        t0 = time.monotonic()  # trained on the training labels, scored where the model is
+        base = forest_baseline(splits.train, part, eval_stride=1, seed=0)
         log.info("Random forest, per pixel (%d training px, %d scored px, %.0f s):\n%s",
                  base.n_train_pixels, base.n_scored_pixels, time.monotonic() - t0,
                  base.report)  # fmt: skip
@@ -463,6 +475,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         fig.savefig(out / "reliability.png", dpi=100)
         plt.close(fig)
     log.info("reports and plots in %s", out)
+    return 0
+
+
+def _chips(args: argparse.Namespace) -> int:
+    from .training._config import load_config
+
+    cfg = load_config(args.config)
+    chips = cfg.chips()
+    splits = cfg.splits(chips)
+    log.info("%s\n%s", chips, splits.summary().to_string())
+    index = splits.export(args.out, overwrite=args.overwrite)
+    log.info("Wrote %d chips to %s/images and %s/labels, index %s",
+             sum(len(p) for p in splits), args.out, args.out, index)  # fmt: skip
     return 0
 
 

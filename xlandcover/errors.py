@@ -142,6 +142,15 @@ class SplitWarning(XLandcoverWarning):
     """A spatial split lost many chips to the buffer, or left classes out of a partition."""
 
 
+class VectorInputError(XLandcoverError, ValueError):
+    """A vector label table cannot be used: a missing label column, labels that are not class
+    ids or names, missing label values, or geometries that are not points, lines or polygons."""
+
+
+class VectorReadError(XLandcoverError, OSError):
+    """A vector file (GeoPackage, Shapefile, GeoJSON, GeoParquet) cannot be read."""
+
+
 class SampleDesignError(XLandcoverError, ValueError):
     """An accuracy sample or its design cannot be used: strata, sizes or allocation are wrong."""
 

@@ -5,6 +5,11 @@ the classes, how to cut chips, how to split, and the training settings; see
 ``examples/configs/*.toml``. Relative paths are relative to the configuration file. The same
 file rebuilds the same chips and split (deterministic from its seed), so ``evaluate`` scores
 exactly the partition ``train`` held out.
+
+Labels may be vector files (points, lines, polygons: GeoPackage, Shapefile, GeoJSON,
+GeoParquet), burnt onto each image with :func:`~xlandcover.rasterize_labels` (options in
+:class:`DataSettings`); ``[evaluate] labels`` names other labels (e.g. a dense reference map)
+to score the held-out partition on (:class:`EvaluateSettings`).
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ import xarray as xr
 from ..errors import ConfigError, InputNotFoundError, LabelAlignmentError
 from ..io._labels import open_color_mask
 from ..io._raster import open_raster
+from ..io._vector import is_vector, rasterize_features, rasterize_labels
 from ..model._package import ClassInfo
 from ._chips import Chips, sample_chips
-from ._splits import Splits, spatial_split
+from ._splits import Splits, held_out, spatial_split
 from ._train import TrainConfig
+
+_VECTOR_OPTIONS = ("all_touched", "point_radius", "overlap", "layer")
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,26 @@ class DataSettings:
     pixel_grid: bool = False
     group: str | None = None
     ignore_colors: list[list[int]] = field(default_factory=list)
+    ignore_index: int | None = None
+    # vector labels (points, lines, polygons), as in rasterize_labels
+    label_column: str = "class"
+    all_touched: bool = False
+    point_radius: float = 0.0
+    overlap: Literal["last", "first", "smallest"] = "last"
+    layer: str | int | None = None
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """``[evaluate]``: other labels (e.g. a dense reference map) that ``xlandcover evaluate``
+    scores the held-out partition on, with the vector options of ``[data]``."""
+
+    labels: str
+    label_column: str = "class"
+    all_touched: bool = False
+    point_radius: float = 0.0
+    overlap: Literal["last", "first", "smallest"] = "last"
+    layer: str | int | None = None
     ignore_index: int | None = None
 
 
@@ -85,6 +113,7 @@ SECTIONS: dict[str, Any] = {
     "split": spatial_split,
     "train": TrainConfig,
     "output": OutputSettings,
+    "evaluate": EvaluateSettings,
 }
 REQUIRED_SECTIONS = ("data",)
 
@@ -114,24 +143,56 @@ class RunConfig:
 
     def data(self) -> tuple[list[xr.DataArray], list[xr.DataArray], list[str]]:
         """Images, label rasters and group names, as configured."""
+        images, labels, _, groups = self._inputs()
+        return images, labels, groups
+
+    def _inputs(
+        self,
+    ) -> tuple[list[xr.DataArray], list[xr.DataArray], list[xr.DataArray] | None, list[str]]:
+        """Images, label rasters, feature rasters (vector labels only) and group names."""
         d = self.raw["data"]
         images = self._glob(d["images"])
-        labels = self._glob(d["labels"])
+        chunks = int(d.get("chunks", 2048))
+        pixel_grid = bool(d.get("pixel_grid", False))
+        bands = d.get("bands")
+        imgs = [open_raster(p, chunks=chunks, bands=bands, pixel_grid=pixel_grid) for p in images]
+        labs, features = self._labels(d, images, imgs)
+        pattern = d.get("group")
+        groups = [_group(p, pattern) for p in images] if pattern else [p.stem for p in images]
+        return imgs, labs, features, groups
+
+    def _labels(
+        self, section: Mapping[str, Any], images: list[Path], imgs: list[xr.DataArray]
+    ) -> tuple[list[xr.DataArray], list[xr.DataArray] | None]:
+        """The label rasters of ``section`` (``[data]`` or ``[evaluate]``) for the images, and
+        their feature rasters when the labels are vector files."""
+        d = self.raw["data"]
+        labels = self._glob(section["labels"])
+        vector = all(is_vector(p) for p in labels)
+        if vector and len(labels) == 1:
+            labels = labels * len(images)  # one table for every image
         if len(images) != len(labels):
             raise LabelAlignmentError(
                 f"{len(images)} images but {len(labels)} label files match the globs of "
-                f"{self.path}; each image needs one label file"
+                f"{self.path}; each image needs one label file (or one vector file for all)"
             )
         for a, b in zip(images, labels, strict=True):
-            if len(images) > 1 and a.stem != b.stem:
+            if len(images) > 1 and a.stem != b.stem and len(set(labels)) > 1:
                 raise LabelAlignmentError(
                     f"image {a} is paired with labels {b} (sorted order); give files the same "
                     "names, or tighten the globs"
                 )
         chunks = int(d.get("chunks", 2048))
         pixel_grid = bool(d.get("pixel_grid", False))
-        bands = d.get("bands")
-        imgs = [open_raster(p, chunks=chunks, bands=bands, pixel_grid=pixel_grid) for p in images]
+        if vector:
+            column = str(section.get("label_column", "class"))
+            options = {k: section[k] for k in _VECTOR_OPTIONS if k in section}
+            classes = self.classes or None
+            labs = [rasterize_labels(p, img, column=column, classes=classes, **options)
+                    for p, img in zip(labels, imgs, strict=True)]  # fmt: skip
+            features = [rasterize_features(p, img, **options)
+                        for p, img in zip(labels, imgs, strict=True)]  # fmt: skip
+            return labs, features
         colors = {
             tuple(c["mask_color"]): int(c["id"])
             for c in self.raw.get("classes", [])
@@ -147,12 +208,10 @@ class RunConfig:
             ]
         else:
             labs = [open_raster(p, chunks=chunks, pixel_grid=pixel_grid) for p in labels]
-        pattern = d.get("group")
-        groups = [_group(p, pattern) for p in images] if pattern else [p.stem for p in images]
-        return imgs, labs, groups
+        return labs, None
 
     def chips(self) -> Chips:
-        images, labels, groups = self.data()
+        images, labels, features, groups = self._inputs()
         c = self.raw.get("chips", {})
         size = c.get("size", "auto")
         return sample_chips(
@@ -165,7 +224,37 @@ class RunConfig:
             classes=self.classes or None,
             ignore_index=self.raw["data"].get("ignore_index"),
             groups=groups,
+            features=features,
         )
+
+    @property
+    def has_evaluation_labels(self) -> bool:
+        return "labels" in self.raw.get("evaluate", {})
+
+    def evaluation_chips(self, splits: Splits, partition: str = "test") -> Chips:
+        """Chips of the ``[evaluate] labels`` (e.g. a dense reference map) in ``partition`` of
+        ``splits``, keeping the split's buffer from the other partitions (see
+        :func:`~xlandcover.training.held_out`); the partition's own chips without them."""
+        part: Chips = getattr(splits, partition)
+        section = self.raw.get("evaluate", {})
+        if "labels" not in section:
+            return part
+        d = self.raw["data"]
+        images = self._glob(d["images"])
+        source_images = [s.image for s in part.sources]
+        labels, _ = self._labels(section, images, source_images)
+        c = self.raw.get("chips", {})
+        reference = sample_chips(
+            source_images,
+            labels,
+            size=part.size,
+            stride=part.size,  # each pixel once: evaluate counts pixels once anyway
+            max_nodata=float(c.get("max_nodata", 0.2)),
+            classes=part.classes,
+            ignore_index=section.get("ignore_index", d.get("ignore_index")),
+            groups=[s.group for s in part.sources],
+        )
+        return held_out(splits, reference, partition=partition)
 
     def splits(self, chips: Chips | None = None) -> Splits:
         s = dict(self.raw.get("split", {}))
