@@ -118,7 +118,7 @@ def test_seeds_and_strata_rasters():
     s = xlc.sample_design(labels, strata=old, n=30, allocation="equal", seed=3)
     assert set(s["stratum"]) == {1, 2, 3} and 4 in set(s["map"])
     assert (old.values[s["row"], s["col"]] == s["stratum"]).all()
-    with pytest.raises(LabelAlignmentError, match="not on the map's grid"):
+    with pytest.raises(LabelAlignmentError, match="pixel grid of the map"):
         xlc.sample_design(labels, strata=old[:-1], n=30)
 
 

@@ -396,8 +396,10 @@ def test_errors_say_how_to_fix_them():
     with pytest.raises(MinimumMappingUnitError, match=r"4 \(pixels sharing an edge\) or 8"):
         sieve(a, 4, connectivity=6)
     with pytest.raises(RasterInputError, match=r"isel\(band=0\)"):
-        sieve(a.expand_dims("band"), 4)
-    with pytest.raises(RasterInputError, match="integer class labels"):
+        sieve(xr.concat([a, a], dim="band"), 4)
+    one_band = sieve(a.expand_dims("band"), 4)  # a single band is a label raster too
+    assert one_band.dims == ("y", "x")
+    with pytest.raises(RasterInputError, match="integer class ids"):
         sieve(a.astype(np.float32), 4)
     with pytest.raises(RasterInputError, match=r"xarray\.DataArray"):
         sieve(a.values, 4)

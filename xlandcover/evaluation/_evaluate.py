@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import LabelAlignmentError, RasterInputError
-from ..io._labels import as_label_raster
+from ..io._labels import ClassIndex, as_label_raster
 from ..model._package import NODATA_LABEL, ModelPackage, load_model
 from ..prediction._predict import TTA, predict
 from ..training._chips import Chips, ChipSource, _source, chips_in_block
@@ -233,7 +233,7 @@ def evaluate_calibration(
     get. With an uncalibrated package (``T = 1``) "before" and "after" coincide.
     """
     package = model if isinstance(model, ModelPackage) else load_model(model)
-    ids = np.asarray(package.metadata.class_ids, dtype=np.int64)
+    index = ClassIndex(package.metadata.class_ids)
     temperatures = {"before": 1.0, "after": package.metadata.temperature}
     parts: dict[str, list[object]] = {"before": [], "after": []}
     for region in _regions(image, labels, split, ignore_index):
@@ -246,7 +246,7 @@ def evaluate_calibration(
                             device=device, output="probabilities", temperature=t).data  # fmt: skip
             truth = _masked_truth(lab.data, probs.chunks[1:], region)
             parts[when] += [
-                dask.delayed(_reliability_block)(p, tb, ids=ids, bins=bins)
+                dask.delayed(_reliability_block)(p, tb, index=index, bins=bins)
                 for p, tb in zip(
                     probs.to_delayed().ravel(), truth.to_delayed().ravel(), strict=True
                 )
@@ -258,10 +258,10 @@ def evaluate_calibration(
 
 
 def _reliability_block(
-    probs: np.ndarray, truth: np.ndarray, *, ids: np.ndarray, bins: int
+    probs: np.ndarray, truth: np.ndarray, *, index: ClassIndex, bins: int
 ) -> ReliabilityCounts:
-    """Reliability counts of one chunk: truth class ids to channel indices, SKIP ignored."""
-    index = np.full(int(max(ids.max(), SKIP)) + 1, -1, dtype=np.int64)
-    index[ids] = np.arange(len(ids))
-    t = np.where(truth == SKIP, -1, index[np.clip(truth, 0, len(index) - 1)])
+    """Reliability counts of one chunk: truth class ids to channel indices, the rest (SKIP,
+    undeclared values) ignored."""
+    idx = index(truth)
+    t = np.where(idx < index.n, idx, -1)
     return ReliabilityCounts.of(probs[None], t[None], bins=bins, ignore_index=-1)

@@ -36,6 +36,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import RasterInputError, ReportError, UnknownClassError
+from ..io._labels import ClassIndex, check_label_dtype
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -44,8 +45,6 @@ __all__ = ["Report", "confusion_matrix"]
 
 # numpy input is counted in slices of this many pixels, so the int64 temporaries stay small
 _NUMPY_SLICE = 1 << 22
-# value ranges up to this wide are mapped to class indices with a lookup table
-_MAX_LUT = 1 << 16
 _MAX_LISTED = 10
 
 
@@ -72,64 +71,44 @@ def _check_class_ids(class_ids: Sequence[int], ignore_index: int | None) -> np.n
     return ids
 
 
-def _check_labels(x: Any, what: str) -> None:
-    dtype = np.dtype(x.dtype)
-    if dtype.kind not in "iub":
-        raise RasterInputError(
-            f"{what} labels must be integers, got dtype {dtype}; cast them first (after "
-            "replacing NaN by the ignore index), e.g. labels.fillna(255).astype('uint8')"
-        )
-
-
-def _to_index(values: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
-    """Positions in ``ids`` of ``values`` (1-D); raises on values that are not in ``ids``."""
-    if values.size == 0:
-        return np.empty(0, dtype=np.intp)
-    lo, hi = int(values.min()), int(values.max())
-    if hi - lo < _MAX_LUT:
-        lut = np.full(hi - lo + 1, -1, dtype=np.intp)
-        inside = (ids >= lo) & (ids <= hi)
-        lut[ids[inside] - lo] = np.flatnonzero(inside)
-        idx = lut[values.astype(np.int64) - lo]
-        bad = idx < 0
-    else:
-        order = np.argsort(ids)
-        sorted_ids = ids[order]
-        pos = np.minimum(np.searchsorted(sorted_ids, values), len(ids) - 1)
-        bad = sorted_ids[pos] != values
-        idx = order[pos]
+def _to_index(values: np.ndarray, index: ClassIndex, what: str) -> np.ndarray:
+    """Positions of ``values`` (1-D) among the declared classes; raises on other values."""
+    idx = index(values)
+    bad = idx >= index.n
     if bad.any():
         unknown = np.unique(values[bad])
         listed = ", ".join(str(v) for v in unknown[:_MAX_LISTED].tolist())
         more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
         raise UnknownClassError(
             f"{what} contains values that are not declared classes: {listed}{more} "
-            f"(declared: {ids.tolist()}). Declare them in class_ids, or map them to the "
-            "ignore index (e.g. labels.where(labels.isin(class_ids), 255)) and pass "
+            f"(declared: {list(index.class_ids)}). Declare them in class_ids, or map them to "
+            "the ignore index (e.g. labels.where(labels.isin(class_ids), 255)) and pass "
             "ignore_index=255."
         )
     return idx
 
 
-def _count(pred: np.ndarray, truth: np.ndarray, ids: np.ndarray, ignore: int | None) -> np.ndarray:
+def _count(
+    pred: np.ndarray, truth: np.ndarray, index: ClassIndex, ignore: int | None
+) -> np.ndarray:
     """``(K, K)`` int64 counts of one pair of equally shaped numpy blocks."""
-    k = len(ids)
+    k = index.n
     p, t = pred.ravel(), truth.ravel()
     if ignore is not None:
         keep = (p != ignore) & (t != ignore)
         if not keep.all():
             p, t = p[keep], t[keep]
-    pi = _to_index(p, ids, "the prediction")
-    ti = _to_index(t, ids, "the truth")
+    pi = _to_index(p, index, "the prediction")
+    ti = _to_index(t, index, "the truth")
     counts = np.bincount(ti * k + pi, minlength=k * k)
     return counts.astype(np.int64, copy=False).reshape(k, k)
 
 
 def _block_counts(
-    pred: np.ndarray, truth: np.ndarray, *, ids: np.ndarray, ignore: int | None
+    pred: np.ndarray, truth: np.ndarray, *, index: ClassIndex, ignore: int | None
 ) -> np.ndarray:
     # one (1, ..., 1, K, K) block per chunk, so that the blocks sum over the leading axes
-    return _count(pred, truth, ids, ignore).reshape((1,) * pred.ndim + (len(ids), len(ids)))
+    return _count(pred, truth, index, ignore).reshape((1,) * pred.ndim + (index.n, index.n))
 
 
 def confusion_matrix(
@@ -181,16 +160,17 @@ def confusion_matrix(
             f"prediction and truth differ in shape: {p.shape} vs {t.shape}; they must cover "
             "the same pixels (reproject or crop the labels onto the prediction's grid)"
         )
-    _check_labels(p, "prediction")
-    _check_labels(t, "truth")
-    k = len(ids)
+    check_label_dtype(p.dtype, "the prediction")
+    check_label_dtype(t.dtype, "the truth")
+    index = ClassIndex(ids.tolist())
+    k = index.n
 
     if not isinstance(p, da.Array) and not isinstance(t, da.Array):
         p, t = p.ravel(), t.ravel()
         total = np.zeros((k, k), dtype=np.int64)
         for start in range(0, p.size, _NUMPY_SLICE):
             stop = start + _NUMPY_SLICE
-            total += _count(p[start:stop], t[start:stop], ids, ignore)
+            total += _count(p[start:stop], t[start:stop], index, ignore)
         return total
 
     p, t = da.asarray(p), da.asarray(t)
@@ -208,7 +188,7 @@ def confusion_matrix(
         new_axes={"truth": k, "pred": k},
         adjust_chunks={i: 1 for i in ind},
         meta=np.empty((0,) * (p.ndim + 2), dtype=np.int64),
-        ids=ids,
+        index=index,
         ignore=ignore,
     )
     return per_block.sum(axis=tuple(range(p.ndim)), dtype=np.int64)

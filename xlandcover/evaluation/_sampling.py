@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,13 +34,12 @@ import pandas as pd
 import xarray as xr
 
 from .._deps import import_optional
+from .._files import atomic_write, check_overwrite
 from ..errors import (
     InputNotFoundError,
-    LabelAlignmentError,
-    OutputExistsError,
     SampleDesignError,
 )
-from ..io._labels import as_label_raster
+from ..io._labels import as_label_raster, check_same_grid
 from ..model._package import NODATA_LABEL
 from ._areas import row_area_function
 
@@ -71,7 +69,6 @@ SAMPLE_COLUMNS = (
 )
 
 _FAN_IN = 8
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _geopandas() -> Any:
@@ -364,18 +361,10 @@ def _nodata(raster: xr.DataArray) -> int:
 
 
 def _check_strata(strata: xr.DataArray, labels: xr.DataArray) -> xr.DataArray:
-    strata = as_label_raster(strata)
-    same = strata.shape == labels.shape
-    if same and labels.rio.crs is not None:
-        same = strata.rio.crs == labels.rio.crs and strata.rio.transform().almost_equals(
-            labels.rio.transform()
-        )
-    if not same:
-        raise LabelAlignmentError(
-            f"the strata raster {strata.shape} is not on the map's grid {labels.shape} (CRS or "
-            "transform differ); reproject it with nearest resampling onto the map first, e.g. "
-            "strata.rio.reproject_match(labels, resampling=Resampling.nearest)"
-        )
+    strata = as_label_raster(strata, what="the strata raster")
+    check_same_grid(
+        strata, labels, what="the strata raster", onto_what="the map", names=("strata", "labels")
+    )
     return strata
 
 
@@ -582,20 +571,16 @@ def write_sample(
         raise SampleDesignError(
             f"cannot tell the format of {target.name}: use .gpkg, .geojson or .csv"
         )
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.partial-{uuid.uuid4().hex[:8]}{target.suffix}")
-    try:
+    check_overwrite(target, overwrite=overwrite)
+
+    def write(tmp: Path) -> None:
         if driver == "CSV":
             pd.DataFrame(sample).drop(columns="geometry", errors="ignore").to_csv(tmp, index=False)
         else:
             _geopandas()
             sample.to_file(tmp, driver=driver, layer="sample" if driver == "GPKG" else None)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+
+    return atomic_write(target, write)
 
 
 def read_sample(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -16,9 +16,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..errors import RasterInputError, UnknownClassError
+from ..errors import LabelAlignmentError, RasterInputError, UnknownClassError
 from ..model._package import NODATA_LABEL
 from ._nodata import valid_mask
+from ._raster import PIXEL_GRID_ATTR
 
 RGB = tuple[int, int, int]
 
@@ -152,68 +153,128 @@ def _expand_palette(mask: xr.DataArray, palette: Mapping[int, Sequence[int]]) ->
                         if k != "band"}, attrs=mask.attrs)  # fmt: skip
 
 
-def as_label_raster(labels: xr.DataArray) -> xr.DataArray:
-    """``labels`` as a ``(y, x)`` array, accepting a single-band ``(band, y, x)`` raster."""
+def check_label_dtype(dtype: np.dtype, what: str = "labels") -> None:
+    """Refuse label values that are not integer class ids."""
+    if np.dtype(dtype).kind not in "iub":
+        raise RasterInputError(
+            f"{what} must hold integer class ids, not {np.dtype(dtype)}; cast or reclassify "
+            "them first (after replacing NaN by the nodata label), e.g. "
+            "labels.fillna(255).astype('uint8')"
+        )
+
+
+def as_label_raster(labels: xr.DataArray, *, what: str = "labels") -> xr.DataArray:
+    """``labels`` as a ``(y, x)`` DataArray of integer class ids, accepting a single-band
+    ``(band, y, x)`` raster (the form :func:`~xlandcover.open_raster` gives)."""
+    if not isinstance(labels, xr.DataArray):
+        raise RasterInputError(
+            f"{what} must be an xarray.DataArray of class ids, got {type(labels).__name__}; "
+            "open rasters with xlandcover.open_raster()"
+        )
     if labels.ndim == 3 and labels.shape[0] == 1:
         labels = labels.squeeze(labels.dims[0], drop=True)
     if labels.ndim != 2:
         raise RasterInputError(
-            f"labels must be one band of class ids, dims (y, x); got {labels.dims} with shape "
-            f"{labels.shape}. Colour-coded masks: convert with labels_from_colors()."
+            f"{what} must be one band of class ids, dims (y, x); got {labels.dims} with shape "
+            f"{labels.shape}. Select one band (e.g. `labels.isel(band=0)`); colour-coded "
+            "masks: convert with labels_from_colors()."
         )
-    if labels.dtype.kind not in "iub":
-        raise RasterInputError(
-            f"labels must hold integer class ids, not {labels.dtype}; cast or reclassify them"
-        )
+    check_label_dtype(labels.dtype, what)
     return labels
 
 
-class ClassIndex:
-    """Maps class ids (any integers) to indices ``0..K-1``; unlabelled values to ``K``.
+def check_same_grid(
+    raster: xr.DataArray,
+    onto: xr.DataArray,
+    *,
+    what: str = "the labels",
+    onto_what: str = "the image",
+    names: tuple[str, str] = ("labels", "image"),
+) -> None:
+    """Refuse ``raster`` unless it is on the pixel grid of ``onto``: the same shape and, for
+    georeferenced rasters, the same CRS and transform. ``what``/``onto_what`` word the two in
+    messages, ``names`` are the variable names of the suggested fix."""
+    shape, want = tuple(raster.shape[-2:]), tuple(onto.shape[-2:])
+    fix = (
+        f"put it on the pixel grid of {onto_what} with `{names[0]}.rio.reproject_match("
+        f"{names[1]}, resampling=Resampling.nearest)`"
+    )
+    if shape != want:
+        raise LabelAlignmentError(f"{what} has shape {shape} but {onto_what} {want}; {fix}")
+    if onto.attrs.get(PIXEL_GRID_ATTR) or (onto.rio.crs is None and raster.rio.crs is None):
+        return  # a plain pixel grid: the shape is the grid
+    if raster.rio.crs is None or raster.rio.crs != onto.rio.crs:
+        raise LabelAlignmentError(
+            f"{what} is in CRS {raster.rio.crs}, {onto_what} in {onto.rio.crs}; {fix}"
+        )
+    ta, tb = onto.rio.transform(), raster.rio.transform()
+    if not ta.almost_equals(tb, precision=1e-6 * max(abs(ta.a), abs(ta.e))):
+        raise LabelAlignmentError(
+            f"{what} is not on the pixel grid of {onto_what} (transform {tuple(tb)[:6]} vs "
+            f"{tuple(ta)[:6]}); {fix}"
+        )
 
-    Values that are neither declared ids nor unlabelled map to ``K + 1`` (``unknown``).
+
+class ClassIndex:
+    """Class ids (any integers) to indices ``0..K-1``: the one class lookup of xlandcover.
+
+    Values in ``ignore_values`` (unlabelled pixels: the label raster's nodata, an
+    ``ignore_index``) map to ``K``; anything else to ``K + 1`` (:attr:`unknown`). Small integer
+    types (8 and 16 bit) and arrays whose values span a short range are looked up in a table,
+    others by binary search.
     """
 
-    def __init__(self, class_ids: Sequence[int], unlabelled: Iterable[int] = ()) -> None:
+    #: Value ranges up to this wide are mapped through a lookup table.
+    MAX_TABLE = 1 << 16
+
+    def __init__(self, class_ids: Sequence[int], ignore_values: Iterable[int] = ()) -> None:
         self.class_ids = tuple(int(c) for c in class_ids)
         if len(set(self.class_ids)) != len(self.class_ids):
-            raise UnknownClassError(f"class ids {self.class_ids} hold duplicates")
-        self.unlabelled = tuple(sorted({int(u) for u in unlabelled} - set(self.class_ids)))
+            raise UnknownClassError(f"class ids {list(self.class_ids)} hold duplicates")
+        self.ignore_values = tuple(sorted({int(u) for u in ignore_values} - set(self.class_ids)))
         k = len(self.class_ids)
-        keys = np.asarray(self.class_ids + self.unlabelled, dtype=np.int64)
-        vals = np.asarray(list(range(k)) + [k] * len(self.unlabelled), dtype=np.int64)
+        keys = np.asarray(self.class_ids + self.ignore_values, dtype=np.int64)
+        vals = np.asarray(list(range(k)) + [k] * len(self.ignore_values), dtype=np.int64)
         order = np.argsort(keys)
         self._keys, self._vals = keys[order], vals[order]
         self.n = k
-
-    @property
-    def ignore(self) -> int:
-        return self.n
+        self._tables: dict[tuple[int, int], np.ndarray] = {}
 
     @property
     def unknown(self) -> int:
+        """The index of values that are neither classes nor ignored (``K + 1``)."""
         return self.n + 1
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
-        v = np.asarray(values).astype(np.int64, copy=False)
+        """``int64`` indices of ``values`` (any shape)."""
+        v = np.asarray(values)
+        if v.size and v.dtype.kind in "iub":
+            if v.dtype.itemsize <= 2:
+                info = np.iinfo(v.dtype) if v.dtype.kind != "b" else np.iinfo(np.uint8)
+                lo, hi = int(info.min), int(info.max)
+            else:
+                lo, hi = int(v.min()), int(v.max())
+            if hi - lo < self.MAX_TABLE:
+                return self._table(lo, hi)[v.astype(np.int64, copy=False) - lo]
+        v = v.astype(np.int64, copy=False)
         pos = np.clip(np.searchsorted(self._keys, v), 0, len(self._keys) - 1)
         return np.where(self._keys[pos] == v, self._vals[pos], self.unknown)
 
-    def check(self, values: np.ndarray, where: str) -> np.ndarray:
-        """Indices of ``values``, raising :class:`UnknownClassError` for unknown ones."""
-        idx = self(values)
-        bad = idx == self.unknown
-        if bad.any():
-            raise UnknownClassError(
-                f"{where} holds values {unknown_values(values, bad)} that are not among the "
-                f"declared classes {list(self.class_ids)} (unlabelled: {list(self.unlabelled)}); "
-                "declare them as classes, or pass them as the ignore index / label nodata"
-            )
-        return idx
+    def _table(self, lo: int, hi: int) -> np.ndarray:
+        table = self._tables.get((lo, hi))
+        if table is None:
+            values = np.arange(lo, hi + 1, dtype=np.int64)
+            pos = np.clip(np.searchsorted(self._keys, values), 0, len(self._keys) - 1)
+            table = np.where(self._keys[pos] == values, self._vals[pos], self.unknown)
+            if len(self._tables) < 8:
+                self._tables[(lo, hi)] = table
+        return table
 
+    def __dask_tokenize__(self) -> object:
+        return ("xlandcover.ClassIndex", self.class_ids, self.ignore_values)
 
-def unknown_values(values: np.ndarray, bad: np.ndarray, limit: int = 10) -> list[int]:
-    return [int(v) for v in np.unique(np.asarray(values)[bad])[:limit]]
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_tables": {}}  # tables are rebuilt where used
 
 
 def _pack(c: Sequence[int]) -> int:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..errors import InputNotFoundError, ModelPackageError, OutputExistsError
+from .._files import atomic_write, check_overwrite
+from ..errors import InputNotFoundError, ModelPackageError
 
 if TYPE_CHECKING:
     import torch
@@ -473,8 +473,7 @@ def save_model(
     ...            classes=[{"id": 1, "name": "water", "color": "#1f78b4"}])  # doctest: +SKIP
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")
+    check_overwrite(path, overwrite=overwrite)
     blob = package_model(
         model,
         bands=bands,
@@ -490,14 +489,7 @@ def save_model(
         temperature=temperature,
         input_range=input_range,
     ).blob
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(blob)  # ordinary permissions (mkstemp would make it owner-only)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_bytes(blob))
     return package_from_bytes(blob, path=path)
 
 
@@ -590,15 +582,8 @@ def with_temperature(
     if path is None:
         return package_from_bytes(blob)
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(blob)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    check_overwrite(target, overwrite=overwrite)
+    atomic_write(target, lambda tmp: tmp.write_bytes(blob))
     return package_from_bytes(blob, path=target)
 
 

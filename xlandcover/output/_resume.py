@@ -33,17 +33,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .._files import fsync_dir, fsync_file
 from ..errors import ChunkFailedError, InputChangedError, OutputExistsError
 from ._progress import ChunkProgress, mean_pixel_area
-from ._targets import (
-    MARKER,
-    check_target,
-    fsync_dir,
-    fsync_file,
-    output_lock,
-    output_record,
-    publish,
-)
+from ._targets import MARKER, check_target, output_lock, output_record, publish
 from ._write import _any_valid, _create_store, _require_data, _zarr_dataset
 
 log = logging.getLogger("xlandcover")

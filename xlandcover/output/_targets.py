@@ -28,9 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from .._files import check_overwrite, fsync_dir, fsync_file
 from ..errors import (
     OutputConflictError,
-    OutputExistsError,
     OutputLockedError,
     OutputNotWritableError,
     OutputWriteError,
@@ -100,8 +100,7 @@ def check_target(target: Path, *, overwrite: bool, kind: Kind) -> None:
     """Refuse an existing ``target`` unless ``overwrite`` and it is an xlandcover output."""
     if not target.exists() and not target.is_symlink():
         return
-    if not overwrite:
-        raise OutputExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    check_overwrite(target, overwrite=overwrite)
     if output_record(target, kind) is None:
         what = "Zarr store" if kind == "zarr" else "GeoTIFF"
         raise OverwriteRefusedError(
@@ -254,27 +253,6 @@ def _fsync_tree(path: Path) -> None:
     for meta in path.rglob("zarr.json"):
         fsync_file(meta)
     fsync_dir(path)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:  # not supported on this platform / file system
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _not_writable(target: Path, err: OSError) -> OutputNotWritableError:

@@ -49,6 +49,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import MinimumMappingUnitError, RasterInputError
+from ..io._labels import as_label_raster
 from ..model._package import NODATA_LABEL
 from ._halo import fit_chunks
 
@@ -85,8 +86,8 @@ def sieve(
     Parameters
     ----------
     labels
-        2-D ``(y, x)`` class-label DataArray of an integer dtype (uint8 from ``predict``),
-        numpy- or Dask-backed.
+        ``(y, x)`` class-label DataArray of an integer dtype (uint8 from ``predict``), or a
+        single-band ``(band, y, x)`` one, numpy- or Dask-backed.
     min_size
         Minimum mapping unit in pixels; patches with fewer pixels are merged. 1 changes
         nothing.
@@ -124,20 +125,7 @@ def sieve(
             f"sieve needs an xarray.DataArray of class labels, got {type(labels).__name__}; "
             "for a numpy array use xlandcover.prediction.sieve_array()"
         )
-    if labels.ndim != 2:
-        hint = (
-            "select one band, e.g. `labels.isel(band=0)`"
-            if labels.ndim == 3
-            else "pass a single (y, x) label map"
-        )
-        raise RasterInputError(
-            f"sieve needs a 2-D (y, x) label map, got dims {labels.dims}; {hint}"
-        )
-    if labels.dtype.kind not in "iu":
-        raise RasterInputError(
-            f"sieve needs integer class labels, got dtype {labels.dtype}; sieve the labels "
-            "(predict(..., output='labels')), or cast them, e.g. `labels.astype('uint8')`"
-        )
+    labels = as_label_raster(labels, what="the labels to sieve")
     if nodata is None:
         nodata = _nodata_of(labels)
     data = labels.data

@@ -40,7 +40,7 @@ from ..errors import (
     RasterInputError,
     UnknownClassError,
 )
-from ..io._labels import ClassIndex, as_label_raster
+from ..io._labels import ClassIndex, as_label_raster, check_same_grid
 from ..io._nodata import valid_mask
 from ..io._raster import PIXEL_GRID_ATTR
 from ..model._package import ClassInfo
@@ -51,8 +51,6 @@ DEFAULT_COLORS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
-
-_BOUNDS = ["minx", "miny", "maxx", "maxy"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -346,27 +344,8 @@ def _source(i: int, image: xr.DataArray, labels: xr.DataArray, group: str) -> Ch
     if image.ndim != 3:
         raise RasterInputError(f"image {i} must have dims (band, y, x), got {image.dims}")
     where = f"image {i}" if i else "the image"
-    if image.shape[1:] != labels.shape:
-        raise LabelAlignmentError(
-            f"labels of {where} have shape {labels.shape} but the image is "
-            f"{image.shape[1:]}; put them on the image's grid with "
-            "`labels.rio.reproject_match(image, resampling=Resampling.nearest)`"
-        )
-    pixel_grid = bool(image.attrs.get(PIXEL_GRID_ATTR))
-    if not pixel_grid:
-        if labels.rio.crs is None or labels.rio.crs != image.rio.crs:
-            raise LabelAlignmentError(
-                f"labels of {where} are in CRS {labels.rio.crs}, the image in "
-                f"{image.rio.crs}; reproject them with `labels.rio.reproject_match(image, "
-                "resampling=Resampling.nearest)`"
-            )
-        ti, tl = image.rio.transform(), labels.rio.transform()
-        if not ti.almost_equals(tl, precision=1e-6 * max(abs(ti.a), abs(ti.e))):
-            raise LabelAlignmentError(
-                f"labels of {where} are not on the image's pixel grid (transform {tuple(tl)[:6]}"
-                f" vs {tuple(ti)[:6]}); resample them with `labels.rio.reproject_match(image, "
-                "resampling=Resampling.nearest)`"
-            )
+    check_same_grid(labels, image, what=f"the labels of {where}", onto_what=where)
+    pixel_grid = bool(image.attrs.get(PIXEL_GRID_ATTR)) or image.rio.crs is None
     t = image.rio.transform()
     return ChipSource(
         image=image,

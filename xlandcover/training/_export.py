@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import NoChipsError, OutputExistsError
+from .._files import atomic_write, check_overwrite
+from ..errors import NoChipsError
 from ..io._labels import ClassIndex
 from ..model._package import NODATA_LABEL, hex_to_rgb
 
@@ -51,11 +52,9 @@ def export_chips(
     """
     out = Path(folder)
     index_path = out / INDEX_NAME
-    if index_path.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out} already holds exported chips ({INDEX_NAME}); pass overwrite=True (CLI: "
-            "--overwrite) to replace them, or choose another folder"
-        )
+    check_overwrite(
+        index_path, overwrite=overwrite, exists=f"{out} already holds exported chips ({INDEX_NAME})"
+    )
     for sub in ("images", "labels"):
         if overwrite and (out / sub).exists():
             shutil.rmtree(out / sub)
@@ -152,6 +151,4 @@ def _write_index(
             piece = gpd.GeoDataFrame(table[sel], geometry=boxes[sel], crs=crs_of[f])
             pieces.append(piece.to_crs("EPSG:4326"))
         index = pd.concat(pieces).sort_index()
-    tmp = path.with_name(f".{path.name}.partial")
-    index.to_parquet(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, index.to_parquet)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from .._files import atomic_write
 from ..errors import (
     BandMismatchError,
     EmptySplitError,
@@ -640,10 +641,7 @@ class _Run:
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "state": json.dumps(_nan_to_none({**asdict(st), "best": st.best})),
         }
-        path = self.out / "last.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        atomic_write(self.out / "last.pt", lambda tmp: torch.save(payload, tmp))
 
     def load_checkpoint(self) -> None:
         from .._torch import torch
