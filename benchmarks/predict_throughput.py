@@ -209,7 +209,7 @@ def rss_child(args: argparse.Namespace) -> None:
             Path(args.scene),
             Path(args.model),
             Path(tmp) / "o.zarr",
-            chunk=args.chunk,
+            chunk=args.chunks,
             chunks=None,
             window=args.window,
             overlap=args.window // 8,
@@ -224,7 +224,7 @@ def main() -> None:
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--chunk", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--chunks", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--window", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
@@ -301,7 +301,7 @@ def main() -> None:
                     str(path),
                     "--model",
                     str(package.path),
-                    "--chunk",
+                    "--chunks",
                     str(rss_chunk),
                     "--window",
                     str(rss_window),

@@ -169,7 +169,7 @@ def run_case(name: str, max_minutes: float, runs: Path) -> dict:
         result = xlc.train(splits, out_dir=runs / name, progress=False, compare_forest=False,
                            max_minutes=max_minutes)  # fmt: skip
     minutes = (time.monotonic() - t0) / 60
-    net = xlc.evaluate(result.model, split=splits.test)
+    net = xlc.evaluate(model=result.model, partition=splits.test)
     forest = xlc.random_forest_baseline(splits, partition="test", eval_stride=_stride(splits))
     return {
         "name": name,

@@ -103,11 +103,11 @@ def run(layout: str, size: int, chunk: int, model: xlc.ModelPackage, out: Path) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--size", type=int, default=3072)
-    p.add_argument("--chunk", type=int, default=1024)
+    p.add_argument("--chunks", type=int, default=1024)
     p.add_argument("--memory-base", type=int, default=1024, help="1x scene side (memory)")
     p.add_argument("--quick", action="store_true", help="small scenes, for a smoke run")
     args = p.parse_args()
-    size, chunk = (1024, 512) if args.quick else (args.size, args.chunk)
+    size, chunk = (1024, 512) if args.quick else (args.size, args.chunks)
     data = resources.files("xlandcover") / "data"
     with resources.as_file(data / "demo-dubai.xlc") as path:
         model = xlc.load_model(path)

@@ -228,7 +228,7 @@ def run_case(name: str, config: Path, extra: dict) -> dict:
     minutes = float(result.history["seconds"].iloc[-1]) / 60
     test = cfg.evaluation_chips(splits, "test")
     t1 = time.monotonic()
-    report = xlc.evaluate(result.model, split=test)
+    report = xlc.evaluate(model=result.model, partition=test)
     forest = forest_baseline(splits.train, test, seed=0)
     log.info("%s on the dense test labels:\n%s\nforest:\n%s", name, report, forest.report)
     return {

@@ -73,7 +73,7 @@ def main() -> None:
                            progress=False)  # fmt: skip
         crop_img = xlc.open_raster(DEMO_CROP, chunks=None)
         crop_lab = xlc.open_raster(DEMO_LABELS, chunks=None)
-        report = xlc.evaluate(result.model, crop_img, crop_lab)
+        report = xlc.evaluate(crop_img, crop_lab, result.model)
         print(report)
         model = result.model
         meta = model.metadata

@@ -33,7 +33,7 @@ def main() -> None:
     cfg = load_config(args.config)
     splits = cfg.splits()
     package = xlc.load_model(args.model)
-    report = xlc.evaluate(package, split=splits.test)
+    report = xlc.evaluate(model=package, partition=splits.test)
     print(report)
     scores = {"model": report.summary()}
     if args.baseline:

@@ -24,7 +24,7 @@ def main() -> None:
     results = {}
     for tta in (False, "flips", "d4"):
         t0 = time.perf_counter()
-        report = xlc.evaluate(model, split=splits.test, tta=tta)
+        report = xlc.evaluate(model=model, partition=splits.test, tta=tta)
         results[str(tta)] = {**report.summary(), "seconds": round(time.perf_counter() - t0, 1)}
         print(tta, f"mIoU {report.miou:.4f}", f"acc {report.pixel_accuracy:.4f}", flush=True)
     print(json.dumps(results, indent=1))

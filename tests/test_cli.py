@@ -36,7 +36,7 @@ def landsat_model(tmp_path_factory):
 def test_cli_predict_writes_zarr_and_cog_of_a_real_scene(tmp_path, landsat_model, caplog):
     out, cog = tmp_path / "lc.zarr", tmp_path / "lc.tif"
     args = [str(LANDSAT), "--model", str(landsat_model.path), "--out", str(out)]
-    args += ["--cog", str(cog), "--chunk", "512", "--bands", "blue,green,red,nir"]
+    args += ["--cog", str(cog), "--chunks", "512", "--bands", "blue,green,red,nir"]
     with caplog.at_level(logging.INFO, logger="xlandcover"):
         assert main(["predict", *args]) == 0
     assert re.search(r"\d+ chunks, [\d.]+ Mpx/s, [\d,]+ km2/h", caplog.text)  # 30 m pixels

@@ -15,7 +15,7 @@ import logging as _logging
 from types import ModuleType as _ModuleType
 
 from . import _compat
-from . import accessor as _accessor  # noqa: F401  (registers DataArray.landcover)
+from . import accessor as _accessor
 from .errors import UnknownNameError as _UnknownNameError
 from .errors import XLandcoverError
 from .evaluation import (
@@ -107,6 +107,8 @@ def __getattr__(name: str) -> _ModuleType:
         raise _UnknownNameError(f"module 'xlandcover' has no attribute {name!r}")
     return module
 
+
+_accessor.forward_docstrings()
 
 # Library calls are quiet: log records go nowhere unless the application configures logging
 # (the CLI shows INFO). Progress bars are separate (tqdm / Dask) and can be turned off.

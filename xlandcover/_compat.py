@@ -1,5 +1,6 @@
-"""The import paths of xlandcover 0.1, whose modules sat in one flat folder, kept working for
-one release (each use warns with :class:`~xlandcover.errors.XLandcoverDeprecationWarning`).
+"""Old spellings kept working for one release, each use warning with
+:class:`~xlandcover.errors.XLandcoverDeprecationWarning`: the import paths of xlandcover 0.1,
+whose modules sat in one flat folder, and renamed arguments and settings.
 
 ``xlandcover.chips``, ``xlandcover.predict``, ... are registered in ``sys.modules`` as small
 stand-in modules that forward every attribute to the module's new home, so
@@ -11,14 +12,17 @@ the package's attribute of the same name: ``xlandcover.predict``, ``xlandcover.t
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.machinery
+import inspect
 import sys
 import types
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
-from .errors import UnknownNameError, XLandcoverDeprecationWarning
+from .errors import InputTypeError, UnknownNameError, XLandcoverDeprecationWarning
 
 #: Old module (under ``xlandcover.``) -> (public home, internal module holding its code).
 MOVED: dict[str, tuple[str, str]] = {
@@ -63,7 +67,12 @@ MOVED: dict[str, tuple[str, str]] = {
 }
 
 #: Names that changed as well as their module: (old module, old name) -> (module, new name).
-RENAMED: dict[tuple[str, str], tuple[str, str]] = {}
+RENAMED: dict[tuple[str, str], tuple[str, str]] = {
+    ("losses", "IGNORE"): ("xlandcover.model", "NODATA_LABEL"),
+    ("evaluate", "SKIP"): ("xlandcover.model", "NODATA_LABEL"),
+    ("splits", "SPLITS"): ("xlandcover.training", "PARTITIONS"),
+    ("resume", "ChunkFailedError"): ("xlandcover.errors", "ChunkFailedError"),
+}
 
 _WARNED: set[tuple[str, str]] = set()
 
@@ -120,3 +129,81 @@ def install() -> None:
 def moved_module(name: str) -> types.ModuleType | None:
     """The stand-in for ``xlandcover.<name>``, for the package's ``__getattr__``."""
     return sys.modules.get(f"xlandcover.{name}") if name in MOVED else None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def warn_deprecated(message: str, *, stacklevel: int = 3) -> None:
+    """Warn that ``message`` (an old spelling and its replacement) is deprecated."""
+    warnings.warn(
+        f"{message}; the old spelling will be removed in a later release",
+        XLandcoverDeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def renamed_arguments(**renames: str) -> Callable[[F], F]:
+    """Accept the old names of renamed keyword arguments (``old="new"``) for one release,
+    with a deprecation warning; giving both is an error."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise InputTypeError(
+                            f"{func.__qualname__}() got both {old}= and {new}=; pass {new}= only"
+                        )
+                    warn_deprecated(f"{func.__qualname__}({old}=...) is now {new}=")
+                    kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def renamed_settings(settings: dict[str, Any], renames: dict[str, str], where: str) -> dict:
+    """``settings`` with old keys renamed (with a deprecation warning), e.g. TOML tables."""
+    out = dict(settings)
+    for old, new in renames.items():
+        if old in out:
+            if new in out:
+                raise InputTypeError(f"{where} gives both {old} and {new}; give {new} only")
+            warn_deprecated(f"{where}: {old} is now {new}", stacklevel=4)
+            out[new] = out.pop(old)
+    return out
+
+
+def keyword_only(*legacy: str, hint: str = "") -> Callable[[F], F]:
+    """Accept, for one release, positional arguments that became keyword-only: extra
+    positional arguments are taken, in their old order, as ``legacy`` names (with a
+    deprecation warning, never reinterpreted in a new order)."""
+
+    def decorate(func: F) -> F:
+        kinds = inspect.signature(func).parameters.values()
+        positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in kinds)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            extra = args[positional:]
+            if extra:
+                names = legacy[: len(extra)]
+                if len(extra) > len(legacy) or any(n in kwargs for n in names):
+                    raise InputTypeError(
+                        f"{func.__qualname__}() takes {', '.join(legacy)} by keyword"
+                        + (f": {hint}" if hint else "")
+                    )
+                warn_deprecated(
+                    f"{func.__qualname__}() takes {', '.join(names)} by keyword now"
+                    + (f" ({hint})" if hint else "")
+                )
+                kwargs.update(zip(names, extra, strict=True))
+                args = args[:positional]
+            return func(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate

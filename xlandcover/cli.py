@@ -15,8 +15,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._compat import warn_deprecated
 from ._deps import missing_dependency
 from .errors import WeakModelWarning, XLandcoverError
+from .io._raster import READ_CHUNKS, check_chunks
+from .training._splits import PARTITIONS
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -59,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="map an embedded scene with its demo model")
     demo.add_argument("--scene", choices=sorted(DEMOS), default="dubai", help="which scene")
     demo.add_argument("--out", type=Path, default=Path("out"), help="output folder")
-    demo.add_argument("--chunk", type=int, default=512, help="chunk size in pixels")
+    _add_chunks(demo, "chunk size in pixels of the reads")
 
     pred = sub.add_parser("predict", help="classify a raster into a land-cover map")
     pred.add_argument(
@@ -75,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pred.add_argument("--model", required=True, type=Path, help="model package (.xlc)")
     pred.add_argument("--out", type=Path, help="output Zarr store")
     pred.add_argument("--cog", type=Path, help="output Cloud-Optimized GeoTIFF")
-    pred.add_argument("--chunk", type=int, default=2048, help="processing chunk size in pixels")
+    _add_chunks(pred, "processing chunk size in pixels (auto: at least 16 windows, as predict)")
     pred.add_argument("--window", type=int, help="window size (default: the package's)")
     pred.add_argument("--overlap", type=float, help="overlap, pixels or a fraction < 1")
     pred.add_argument("--batch-size", type=int, help="windows per forward pass")
@@ -88,12 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     pred.add_argument("--tta", action="store_true", help="average the four flips")
     pred.add_argument(
-        "--mmu",
+        "--min-size",
         type=int,
         metavar="N",
-        help="minimum mapping unit in pixels: patches smaller than this are merged into their "
-        "surroundings",
+        help="minimum mapping unit in pixels (sieve): patches smaller than this are merged into "
+        "their surroundings",
     )
+    pred.add_argument("--mmu", type=int, dest="mmu_deprecated", help=argparse.SUPPRESS)
     pred.add_argument("--pixel-grid", action="store_true", help="accept rasters without CRS")
     pred.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     pred.add_argument(
@@ -118,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev = sub.add_parser("evaluate", help="score a model on a held-out partition")
     ev.add_argument("config", type=Path, help="the run configuration the model was trained by")
     ev.add_argument("--model", required=True, type=Path, help="model package (.xlc)")
-    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--partition", default="test", choices=PARTITIONS, help="which one")
+    ev.add_argument("--split", choices=PARTITIONS, dest="split_deprecated", help=argparse.SUPPRESS)
     ev.add_argument("--out", type=Path, help="folder for report.json and plots")
     ev.add_argument("--baseline", action="store_true", help="also a random-forest baseline")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -157,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sd.add_argument("--strata", type=Path, help="stratify by this raster instead of the map")
     sd.add_argument("--seed", type=int, default=0, help="seed of the draw")
     sd.add_argument("--out", type=Path, required=True, help="sample.gpkg, .geojson or .csv")
-    sd.add_argument("--chunk", type=int, default=2048, help="chunk size in pixels")
+    _add_chunks(sd, "chunk size in pixels of the reads")
     sd.add_argument("--overwrite", action="store_true", help="replace an existing output")
     sd.add_argument("--pixel-grid", action="store_true", help="accept maps without CRS")
 
@@ -172,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     asx.add_argument("--out", type=Path, help="folder for the JSON and the plot")
 
     args = parser.parse_args(argv)
+    _renamed_flags(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("pyogrio").setLevel(logging.WARNING)  # "Created N records"
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -193,6 +199,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(missing_dependency(err, f"xlandcover {args.command}"))
 
 
+#: Deprecated flags: argparse destination -> (old flag, new flag, new destination).
+RENAMED_FLAGS = {
+    "chunk_deprecated": ("--chunk", "--chunks", "chunks"),
+    "mmu_deprecated": ("--mmu", "--min-size", "min_size"),
+    "split_deprecated": ("--split", "--partition", "partition"),
+}
+
+
+def _renamed_flags(args: argparse.Namespace) -> None:
+    for dest, (old, new, target) in RENAMED_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            warn_deprecated(f"{old} is now {new}")
+            setattr(args, target, value)
+
+
+def _chunks(text: str) -> int | str:
+    """``--chunks``: ``auto`` (the library's default) or a number of pixels."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither 'auto' nor a number of pixels"
+        ) from None
+
+
+def _add_chunks(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--chunks", type=_chunks, default="auto", metavar="auto|N", help=what)
+    parser.add_argument("--chunk", type=int, dest="chunk_deprecated", help=argparse.SUPPRESS)
+
+
+def _read_chunks(args: argparse.Namespace) -> int:
+    """Chunks of the reads: the library's default (``READ_CHUNKS``) for ``--chunks auto``."""
+    if args.chunks == "auto":
+        return READ_CHUNKS
+    check_chunks(args.chunks, what="--chunks")
+    return int(args.chunks)
+
+
 def _fail(err: BaseException) -> int:
     """Report ``err`` as one line (the CLI's errors are for people, not tracebacks)."""
     log.error("error: %s", " ".join(str(err).split()))
@@ -212,7 +259,7 @@ def _demo(args: argparse.Namespace) -> int:
     ):
         model = load_model(model_path)
         img = open_raster(
-            image_path, chunks=args.chunk, bands=model.bands, pixel_grid=demo.pixel_grid
+            image_path, chunks=_read_chunks(args), bands=model.bands, pixel_grid=demo.pixel_grid
         )
         log.info(
             "Demo: %s (%s, %d x %d px, %s) with %s",
@@ -228,12 +275,12 @@ def _demo(args: argparse.Namespace) -> int:
         cog = args.out / "landcover.tif"
         _run(lambda: labels.landcover.to_cog(cog, overwrite=True), labels)
         log.info("Wrote %s (Cloud-Optimized GeoTIFF with colour table and class names)", cog)
-        mapped = open_raster(cog, chunks=args.chunk, pixel_grid=demo.pixel_grid)
+        mapped = open_raster(cog, chunks=_read_chunks(args), pixel_grid=demo.pixel_grid)
         png = args.out / "landcover.png"
         _preview(img, mapped, model, png)
         log.info("Wrote %s (preview with legend)", png)
         _print_areas(mapped)
-        reference = open_raster(labels_path, chunks=args.chunk, pixel_grid=demo.pixel_grid)
+        reference = open_raster(labels_path, chunks=_read_chunks(args), pixel_grid=demo.pixel_grid)
         # score the map just written against the reference labels (no second prediction)
         report = score_map(mapped, reference, model)
         log.info("\nThe map against the reference labels of this scene:\n%s", report)
@@ -244,7 +291,6 @@ def _predict(args: argparse.Namespace) -> int:
     import xarray as xr
 
     from . import load_model, open_raster, to_cog
-    from .io._raster import check_chunks
     from .jobs._cluster import scheduler_address
     from .output._targets import check_distinct, output_lock, output_record
 
@@ -256,7 +302,7 @@ def _predict(args: argparse.Namespace) -> int:
         return 2
     inputs = [*args.source, args.model]
     check_distinct([p for p in (args.out, args.cog) if p is not None], inputs)
-    check_chunks(args.chunk, what="--chunk")
+    read = _read_chunks(args)
     if args.out is not None and args.scheduler not in ("local", "inprocess"):
         scheduler_address(args.scheduler)  # a mistyped address fails before any work
     model = load_model(args.model)
@@ -272,12 +318,12 @@ def _predict(args: argparse.Namespace) -> int:
             resolution=args.resolution,
             crs=args.crs,
             model=model,
-            chunks=args.chunk,
+            chunks=read,
         )
         log.info("STAC: %d items -> %s", len(img.attrs["stac_items"]), img.attrs["composite"])
     else:
         bands = args.bands.split(",") if args.bands else None
-        img = open_raster(args.source, chunks=args.chunk, bands=bands, pixel_grid=args.pixel_grid)
+        img = open_raster(args.source, chunks=read, bands=bands, pixel_grid=args.pixel_grid)
     labels = img.landcover.predict(
         model,
         window=args.window,
@@ -285,11 +331,11 @@ def _predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         tta=args.tta,
-        chunks=args.chunk,
+        chunks=args.chunks,
         match_bands="position" if args.match_bands_by_position else "name",
     )
-    if args.mmu is not None:  # chunk-independent sieve, see docs/predict.md
-        labels = labels.landcover.sieve(args.mmu)
+    if args.min_size is not None:  # chunk-independent sieve, see docs/predict.md
+        labels = labels.landcover.sieve(args.min_size)
     log.info(
         "Predicting %d x %d px in %d chunks (window %s, device %s)",
         img.sizes["x"],
@@ -424,18 +470,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     splits = cfg.splits()
     # the partition's chips, or those of the [evaluate] labels (e.g. a dense reference map)
-    part = cfg.evaluation_chips(splits, args.split)
+    part = cfg.evaluation_chips(splits, args.partition)
     if cfg.has_evaluation_labels:
         log.info("Scoring on the [evaluate] labels: %d chips in the %s partition", len(part),
-                 args.split)  # fmt: skip
-    out = args.out or args.model.parent / f"eval-{args.split}"
+                 args.partition)  # fmt: skip
+    out = args.out or args.model.parent / f"eval-{args.partition}"
     out.mkdir(parents=True, exist_ok=True)
     from dask.diagnostics import ProgressBar
 
     t0 = time.monotonic()
     with ProgressBar(out=sys.stderr, minimum=1.0):  # predicting the held-out regions
-        report = evaluate(args.model, split=part, device=args.device)
-    log.info("U-Net on %s (%d chips, %.0f s):\n%s", args.split, len(part),
+        report = evaluate(model=args.model, partition=part, device=args.device)
+    log.info("U-Net on %s (%d chips, %.0f s):\n%s", args.partition, len(part),
              time.monotonic() - t0, report)  # fmt: skip
     report.to_json(out / "report.json")
     _save_plots(report, out, "")
@@ -467,8 +513,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         from .evaluation._evaluate import evaluate_calibration
 
         with ProgressBar(out=sys.stderr, minimum=1.0):
-            calibration = evaluate_calibration(args.model, split=part, device=args.device)
-        log.info("Calibration on %s: %s", args.split, calibration)
+            calibration = evaluate_calibration(model=args.model, partition=part, device=args.device)
+        log.info("Calibration on %s: %s", args.partition, calibration)
         (out / "calibration.json").write_text(json.dumps(calibration.summary(), indent=1))
         fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
         calibration.plot(ax=ax)
@@ -508,10 +554,10 @@ def _sample_design(args: argparse.Namespace) -> int:
     from .evaluation._sampling import sample_design, sample_size, write_sample
 
     grid = args.pixel_grid
-    labels = open_raster(args.map, chunks=args.chunk, pixel_grid=grid)[0]
+    labels = open_raster(args.map, chunks=_read_chunks(args), pixel_grid=grid)[0]
     strata = None
     if args.strata is not None:
-        strata = open_raster(args.strata, chunks=args.chunk, pixel_grid=grid)[0]
+        strata = open_raster(args.strata, chunks=_read_chunks(args), pixel_grid=grid)[0]
     accuracy = _per_class(args.users_accuracy)
     n = args.n
     if n is None:

@@ -183,7 +183,7 @@ def test_sample_design_output_is_assessed_directly(tmp_path):
         warnings.simplefilter("error")
         r = xlc.assess_sample(path)
     assert r.probability_sample and r.area_unit == "m2"
-    map_area = labels.landcover.area()["hectares"]
+    map_area = labels.landcover.class_areas()["hectares"]
     np.testing.assert_allclose(r.table()["map area (ha)"], map_area.to_numpy())
     # areas of the whole map add up; the estimate moves area towards class 3
     assert r.classes["area"].sum() == pytest.approx((60 * 80 - 12) * 100.0)  # 12 px nodata
@@ -296,7 +296,7 @@ def test_stratum_sizes_from_inclusion_probabilities_and_geodesic_areas():
     np.testing.assert_allclose(by_pi.classes["area"], full.classes["area"])
     # the map's areas are the strata's geodesic areas; the estimates weigh each unit by its
     # own pixel area (pixels shrink northwards), so they are close but not equal to them
-    hectares = geo.landcover.area()["hectares"].to_numpy()
+    hectares = geo.landcover.class_areas()["hectares"].to_numpy()
     np.testing.assert_allclose(full.classes["map_area"] / 1e4, hectares, rtol=1e-12)
     np.testing.assert_allclose(full.classes["area"] / 1e4, hectares, rtol=0.02)
     assert full.overall_accuracy == 1.0 and (full.classes["users_accuracy_se"] == 0).all()

@@ -40,7 +40,7 @@ def test_projected_areas_are_counts_times_pixel_area_whatever_the_chunking():
     values = rng.choice(np.array([1, 2, 255]), size=(90, 70))
     want = [(values == 1).sum(), (values == 2).sum()]
     for chunks in (None, 17, 64):
-        t = label_map(values, chunks=chunks).landcover.area()
+        t = label_map(values, chunks=chunks).landcover.class_areas()
         assert t.index.tolist() == ["water", "forest"]
         np.testing.assert_array_equal(t["pixels"], want)
         np.testing.assert_allclose(t["hectares"], np.array(want) * 900 / 1e4)
@@ -69,7 +69,7 @@ def test_geodesic_areas_match_the_projected_ones_on_a_real_map():
 def test_plot_labels_uses_class_colours_and_names():
     values = np.ones((40, 60))
     values[:, 30:] = 2
-    ax = label_map(values).landcover.plot()
+    ax = label_map(values).landcover.plot_labels()
     shown = ax.get_images()[0].get_array()
     assert tuple(shown[5, 5]) == (0, 0, 255, 255) and tuple(shown[5, 50]) == (0, 255, 0, 255)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["water", "forest"]

@@ -103,7 +103,7 @@ def test_evaluate_calibration_of_a_map(tiny_package):
     truth[::3] = 7  # the reference disagrees on a third of the rows
     truth[:5] = 255  # unlabelled
     reference = xlc.predict(img, tiny_package).copy(data=truth).rio.write_nodata(255)
-    cal = evaluate_calibration(tiny_package, img, reference, bins=10)
+    cal = evaluate_calibration(img, reference, tiny_package, bins=10)
     ids = np.array([1, 2, 5, 7])
     index = np.searchsorted(ids, np.where(truth == 255, 1, truth))
     index[truth == 255] = -1
@@ -111,7 +111,7 @@ def test_evaluate_calibration_of_a_map(tiny_package):
     np.testing.assert_allclose(cal.before.count, want.count)
     assert cal.ece_before == pytest.approx(want.ece) and cal.ece_after == cal.ece_before
     hot = with_temperature(tiny_package, 2.5)
-    cal2 = evaluate_calibration(hot, img, reference, bins=10)
+    cal2 = evaluate_calibration(img, reference, hot, bins=10)
     assert cal2.temperature == 2.5 and cal2.ece_before == pytest.approx(want.ece)
     assert cal2.ece_after != pytest.approx(cal2.ece_before)
     assert "temperature 2.500" in str(cal2) and cal2.summary()["ece_after"] == cal2.ece_after

@@ -27,12 +27,12 @@ def test_scores_equal_sklearn_on_the_predicted_map(tiny_package):
     pred = xlc.predict(img, tiny_package).values
     rng = np.random.default_rng(0)
     truth = rng.choice(np.array([1, 2, 5, 7, 0], dtype=np.uint8), size=pred.shape)
-    report = xlc.evaluate(tiny_package, img.chunk({"y": 40, "x": 50}), as_labels(truth, img, 0))
+    report = xlc.evaluate(img.chunk({"y": 40, "x": 50}), as_labels(truth, img, 0), tiny_package)
     keep = truth != 0
     want = sk_confusion(truth[keep], pred[keep], labels=[1, 2, 5, 7])
     np.testing.assert_array_equal(report.confusion, want)
     assert report.class_names == ("water", "forest", "built", "bare")
-    perfect = xlc.evaluate(tiny_package, img, as_labels(pred, img))
+    perfect = xlc.evaluate(img, as_labels(pred, img), tiny_package)
     assert perfect.pixel_accuracy == 1.0 and perfect.kappa == pytest.approx(1.0)
 
 
@@ -45,9 +45,9 @@ def test_split_scores_each_covered_pixel_once(tiny_package):
     covered = np.zeros(pred.shape, dtype=bool)
     for r, c in part.table[["row", "col"]].to_numpy():
         covered[r : r + 32, c : c + 32] = True
-    report = xlc.evaluate(tiny_package, split=part)
+    report = xlc.evaluate(model=tiny_package, partition=part)
     assert report.total == covered.sum() < pred.size
-    assert xlc.evaluate(tiny_package, img, lab, split=part).total == covered.sum()
+    assert xlc.evaluate(img, lab, tiny_package, partition=part).total == covered.sum()
 
 
 def test_bad_input_band_mismatch_and_unknown_label_values(tiny_package):
@@ -55,9 +55,9 @@ def test_bad_input_band_mismatch_and_unknown_label_values(tiny_package):
     four = make_image(64, 64, bands=("red", "green", "nir"))  # no blue band
     lab = as_labels(np.ones((64, 64), dtype=np.uint8), img)
     with pytest.raises(BandMismatchError):
-        xlc.evaluate(tiny_package, four, lab)
+        xlc.evaluate(four, lab, tiny_package)
     with pytest.raises(UnknownClassError, match="3"):
-        xlc.evaluate(tiny_package, img, as_labels(np.full((64, 64), 3, np.uint8), img))
+        xlc.evaluate(img, as_labels(np.full((64, 64), 3, np.uint8), img), tiny_package)
 
 
 def test_random_forest_baseline_learns_a_per_pixel_rule():

@@ -79,13 +79,15 @@ def test_confusion_matches_sklearn_numpy_and_dask(scene):
     expected = sk_confusion(pred, truth, ids)
     assert expected.sum() == pred.size
 
-    got = confusion_matrix(pred, truth, ids)
+    got = confusion_matrix(truth=truth, pred=pred, class_ids=ids)
     assert isinstance(got, np.ndarray)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, expected)
 
     lazy = confusion_matrix(
-        da.from_array(pred, chunks=pred_chunks), da.from_array(truth, chunks=truth_chunks), ids
+        truth=da.from_array(truth, chunks=truth_chunks),
+        pred=da.from_array(pred, chunks=pred_chunks),
+        class_ids=ids,
     )
     assert isinstance(lazy, da.Array)
     assert lazy.shape == (len(ids), len(ids))
@@ -108,11 +110,13 @@ def test_ignore_index_skips_truth_or_prediction_nodata(scene, fraction):
     expected = sk_confusion(pred[keep], truth[keep], ids)
     assert expected.sum() == keep.sum()
 
-    np.testing.assert_array_equal(confusion_matrix(pred, truth, ids, ignore_index=NODATA), expected)
+    np.testing.assert_array_equal(
+        confusion_matrix(truth=truth, pred=pred, class_ids=ids, ignore_index=NODATA), expected
+    )
     lazy = confusion_matrix(
-        da.from_array(pred, chunks=pred_chunks),
-        da.from_array(truth, chunks=truth_chunks),
-        ids,
+        truth=da.from_array(truth, chunks=truth_chunks),
+        pred=da.from_array(pred, chunks=pred_chunks),
+        class_ids=ids,
         ignore_index=NODATA,
     )
     np.testing.assert_array_equal(lazy.compute(scheduler="sync"), expected)
@@ -122,7 +126,7 @@ def test_class_order_follows_class_ids_not_sorted_order():
     pred = np.array([7, 7, 1, 5, 5, 5])
     truth = np.array([7, 1, 1, 5, 7, 2])
     ids = [7, 1, 5, 2]
-    got = confusion_matrix(pred, truth, ids)
+    got = confusion_matrix(truth=truth, pred=pred, class_ids=ids)
     # rows truth (7, 1, 5, 2), columns prediction (7, 1, 5, 2)
     expected = np.array(
         [
@@ -143,13 +147,15 @@ def test_wide_id_range_and_small_dtypes():
     pred = rng.choice(np.asarray(ids, dtype=np.int64), size=(30, 20))
     truth = rng.choice(np.asarray(ids, dtype=np.int64), size=(30, 20))
     np.testing.assert_array_equal(
-        confusion_matrix(pred, truth, ids), sk_confusion(pred, truth, ids)
+        confusion_matrix(truth=truth, pred=pred, class_ids=ids), sk_confusion(pred, truth, ids)
     )
     # int8 with negative ids (the lookup table's offset must not overflow int8)
     ids8 = [-128, -3, 0, 127]
     p8 = rng.choice(np.asarray(ids8, dtype=np.int8), size=(17, 9))
     t8 = rng.choice(np.asarray(ids8, dtype=np.int8), size=(17, 9))
-    np.testing.assert_array_equal(confusion_matrix(p8, t8, ids8), sk_confusion(p8, t8, ids8))
+    np.testing.assert_array_equal(
+        confusion_matrix(truth=t8, pred=p8, class_ids=ids8), sk_confusion(p8, t8, ids8)
+    )
 
 
 def test_xarray_inputs_and_mixed_backends():
@@ -161,14 +167,16 @@ def test_xarray_inputs_and_mixed_backends():
 
     xp = xr.DataArray(pred, dims=("y", "x"))
     xt = xr.DataArray(truth, dims=("y", "x"))
-    got = confusion_matrix(xp, xt, ids)
+    got = confusion_matrix(truth=xt, pred=xp, class_ids=ids)
     assert isinstance(got, np.ndarray)
     np.testing.assert_array_equal(got, expected)
 
     # truth with its dimensions in another order is transposed onto the prediction's
-    np.testing.assert_array_equal(confusion_matrix(xp, xt.T, ids), expected)
+    np.testing.assert_array_equal(confusion_matrix(truth=xt.T, pred=xp, class_ids=ids), expected)
 
-    lazy = confusion_matrix(xp.chunk({"y": 7, "x": 11}), xt, ids)  # dask + numpy
+    lazy = confusion_matrix(
+        truth=xt, pred=xp.chunk({"y": 7, "x": 11}), class_ids=ids
+    )  # dask + numpy
     assert isinstance(lazy, da.Array)
     np.testing.assert_array_equal(lazy.compute(scheduler="sync"), expected)
 
@@ -187,7 +195,7 @@ def test_dask_result_is_lazy_and_one_count_matrix_per_chunk():
 
     dpred = da.from_array(pred, chunks=(10, 20)).map_blocks(spy, dtype=pred.dtype)
     dtruth = da.from_array(truth, chunks=(25, 8))
-    cm = confusion_matrix(dpred, dtruth, ids)
+    cm = confusion_matrix(truth=dtruth, pred=dpred, class_ids=ids)
     assert isinstance(cm, da.Array)
     assert cm.shape == (3, 3)
     assert calls == []  # building the graph ran nothing
@@ -211,7 +219,7 @@ def test_memory_is_per_chunk_not_per_scene():
     ids = [0, 1]
     pred = da.zeros((400, 400), dtype=np.uint8, chunks=100).map_blocks(spy, dtype=np.uint8)
     truth = da.ones((400, 400), dtype=np.uint8, chunks=(50, 400))
-    cm = confusion_matrix(pred, truth, ids).compute(scheduler="sync")
+    cm = confusion_matrix(truth=truth, pred=pred, class_ids=ids).compute(scheduler="sync")
     np.testing.assert_array_equal(cm, [[0, 0], [400 * 400, 0]])
     assert max(seen) <= 100 * 100
 
@@ -223,13 +231,15 @@ def test_unknown_values_raise_numpy():
     pred = np.array([[1, 2], [9, 2]])
     truth = np.array([[1, 2], [2, 42]])
     with pytest.raises(UnknownClassError, match=r"prediction.*\b9\b") as err:
-        confusion_matrix(pred, truth, [1, 2])
+        confusion_matrix(truth=truth, pred=pred, class_ids=[1, 2])
     assert "ignore" in str(err.value)
     assert isinstance(err.value, ValueError)
     with pytest.raises(UnknownClassError, match=r"truth.*\b42\b"):
-        confusion_matrix(np.array([1, 2, 2, 2]), truth.ravel(), [1, 2])
+        confusion_matrix(truth=truth.ravel(), pred=np.array([1, 2, 2, 2]), class_ids=[1, 2])
     # ignore_index is not a class, yet it is not an unknown value
-    got = confusion_matrix(np.array([1, 255, 2]), np.array([1, 2, 255]), [1, 2], ignore_index=255)
+    got = confusion_matrix(
+        truth=np.array([1, 2, 255]), pred=np.array([1, 255, 2]), class_ids=[1, 2], ignore_index=255
+    )
     np.testing.assert_array_equal(got, [[1, 0], [0, 0]])
 
 
@@ -237,14 +247,14 @@ def test_unknown_values_listed_up_to_ten():
     truth = np.arange(100, 130)
     pred = np.full(30, 1)
     with pytest.raises(UnknownClassError) as err:
-        confusion_matrix(pred, truth, [1])
+        confusion_matrix(truth=truth, pred=pred, class_ids=[1])
     assert "100, 101, 102, 103, 104, 105, 106, 107, 108, 109 and 20 more" in str(err.value)
 
 
 def test_unknown_values_raise_dask_on_compute():
     pred = da.from_array(np.array([[1, 2, 3], [1, 1, 1]]), chunks=1)
     truth = da.from_array(np.array([[1, 2, 2], [1, 1, 1]]), chunks=2)
-    cm = confusion_matrix(pred, truth, [1, 2])  # no error while building
+    cm = confusion_matrix(truth=truth, pred=pred, class_ids=[1, 2])  # no error while building
     with pytest.raises(UnknownClassError, match=r"\b3\b"):
         cm.compute(scheduler="sync")
 
@@ -252,15 +262,15 @@ def test_unknown_values_raise_dask_on_compute():
 def test_bad_arguments():
     a = np.zeros((3, 4), dtype=np.uint8)
     with pytest.raises(RasterInputError, match="shape"):
-        confusion_matrix(a, np.zeros((4, 3), dtype=np.uint8), [0])
+        confusion_matrix(truth=np.zeros((4, 3), dtype=np.uint8), pred=a, class_ids=[0])
     with pytest.raises(RasterInputError, match="integer"):
-        confusion_matrix(a.astype(float), a, [0])
+        confusion_matrix(truth=a, pred=a.astype(float), class_ids=[0])
     with pytest.raises(ValueError, match="unique"):
-        confusion_matrix(a, a, [0, 0])
+        confusion_matrix(truth=a, pred=a, class_ids=[0, 0])
     with pytest.raises(ValueError, match="ignore_index"):
-        confusion_matrix(a, a, [0, 255], ignore_index=255)
+        confusion_matrix(truth=a, pred=a, class_ids=[0, 255], ignore_index=255)
     with pytest.raises(ValueError, match="non-empty"):
-        confusion_matrix(a, a, [])
+        confusion_matrix(truth=a, pred=a, class_ids=[])
 
 
 # --- Report ------------------------------------------------------------------------------------
@@ -270,7 +280,7 @@ def hand_report():
     # classes 1, 2, 3: class 3 appears in neither truth nor prediction
     truth = np.array([1, 1, 1, 1, 2, 2, 2, 2, 2, 2])
     pred = np.array([1, 1, 1, 2, 2, 2, 2, 2, 1, 1])
-    cm = confusion_matrix(pred, truth, [1, 2, 3])
+    cm = confusion_matrix(truth=truth, pred=pred, class_ids=[1, 2, 3])
     np.testing.assert_array_equal(cm, [[3, 1, 0], [2, 4, 0], [0, 0, 0]])
     return Report.from_confusion(cm, [1, 2, 3], ["water", "forest", "snow"]), pred, truth
 
@@ -317,7 +327,9 @@ def test_table_keeps_nan_for_undefined():
 def test_report_scores_match_sklearn(scene):
     ids, pred, truth, pred_chunks, truth_chunks = scene
     cm = confusion_matrix(
-        da.from_array(pred, chunks=pred_chunks), da.from_array(truth, chunks=truth_chunks), ids
+        truth=da.from_array(truth, chunks=truth_chunks),
+        pred=da.from_array(pred, chunks=pred_chunks),
+        class_ids=ids,
     )
     with dask.config.set(scheduler="sync"):
         report = Report.from_confusion(cm, ids)  # computes the lazy matrix

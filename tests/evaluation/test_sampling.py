@@ -128,7 +128,7 @@ def test_geographic_maps_get_geodesic_pixel_areas():
     geo = geo.rio.write_crs("EPSG:4326").rio.write_transform(None)
     geo = geo.rio.write_transform(geo.rio.transform(recalc=True))
     s = xlc.sample_design(geo, n=40, min_per_stratum=4, seed=0)
-    hectares = geo.landcover.area()["hectares"]
+    hectares = geo.landcover.class_areas()["hectares"]
     got = s.groupby("stratum")["stratum_area"].first() / 1e4
     np.testing.assert_allclose(got.to_numpy(), hectares.to_numpy(), rtol=1e-9)
     north, south = s.loc[s["row"].idxmin(), "pixel_area"], s.loc[s["row"].idxmax(), "pixel_area"]

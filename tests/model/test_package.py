@@ -163,3 +163,45 @@ def test_html_view_lists_classes_with_colours_and_scores():
         html = xlc.load_model(p)._repr_html_()
     assert "background:#3c1098" in html and "building" in html
     assert "test mIoU 0.531" in html and "red, green, blue" in html
+
+
+def test_a_registered_architecture_builds_saves_and_loads(tmp_path, monkeypatch):
+    from xlandcover._torch import smp
+    from xlandcover.errors import ModelPackageError
+    from xlandcover.model import _package
+
+    monkeypatch.setattr(_package, "ARCHITECTURES", {})
+
+    def tiny(**kwargs):
+        return smp.Unet(**{**kwargs, "decoder_channels": (16, 8, 8, 8, 8)})
+
+    _package.register_architecture("TinyUnet", tiny)
+    kwargs = {"encoder_name": "tu-test_efficientnet", "in_channels": 3, "classes": 2}
+    net = _package.build_architecture("TinyUnet", kwargs)
+    pkg = _package.save_model(net, tmp_path / "m.xlc", bands=["r", "g", "b"],
+                              classes=[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+                              architecture="TinyUnet", arch_kwargs=kwargs)  # fmt: skip
+    again = _package.load_model(pkg.path)
+    assert (
+        again.metadata.architecture == "TinyUnet"
+        and again.metadata.encoder == kwargs["encoder_name"]
+    )
+    assert type(again.build_module()).__name__ == "Unet"
+    with pytest.raises(ModelPackageError, match="exists"):
+        _package.register_architecture("Unet", tiny)
+    monkeypatch.setattr(_package, "ARCHITECTURES", {})
+    with pytest.raises(ModelPackageError, match="register_architecture"):
+        again.build_module()
+
+
+def test_packages_written_by_earlier_versions_still_load():
+    """The embedded demo models were saved by xlandcover 0.1 (before the layout by stage)."""
+    from importlib import resources
+
+    import xlandcover as xlc
+
+    for name in ("demo-dubai.xlc", "demo-zion.xlc"):
+        with resources.as_file(resources.files("xlandcover") / "data" / name) as path:
+            pkg = xlc.load_model(path)
+        assert pkg.metadata.format_version == 1 and pkg.metadata.encoder
+        assert pkg.build_module().training is False

@@ -35,7 +35,7 @@ def _read(store: Path) -> np.ndarray:
 def test_killed_job_resumes_only_unfinished_chunks_bit_identical(tmp_path, tiny_package, caplog):
     scene = tmp_path / "scene.tif"
     make_image(1024, 768, seed=11).rio.to_raster(scene)
-    args = [str(scene), "--model", str(tiny_package.path), "--chunk", "64"]
+    args = [str(scene), "--model", str(tiny_package.path), "--chunks", "64"]
     args += ["--scheduler", "inprocess", "--bands", "red,green,blue"]
     assert main(["predict", *args, "--out", str(tmp_path / "ref.zarr")]) == 0
 

@@ -363,8 +363,8 @@ def test_building_the_graph_computes_nothing():
     np.testing.assert_array_equal(lazy.values, sieve_array(a, 5, connectivity=8))
 
 
-def test_cli_predict_mmu_sieves_before_writing(tmp_path, monkeypatch):
-    """--mmu wired into `xlandcover predict` (the prediction replaced by a real NLCD map)."""
+def test_cli_predict_min_size_sieves_before_writing(tmp_path, monkeypatch):
+    """--min-size wired into `xlandcover predict` (the prediction replaced by a real NLCD map)."""
     predict_module = importlib.import_module("xlandcover.prediction._predict")
     with resources.as_file(DATA / "zion-landsat8-nlcd-demo.tif") as path:
         nlcd = xlc.open_raster(path, chunks=128)[0]
@@ -374,9 +374,9 @@ def test_cli_predict_mmu_sieves_before_writing(tmp_path, monkeypatch):
         resources.as_file(DATA / "zion-landsat8-demo.tif") as image,
         resources.as_file(DATA / "demo-zion.xlc") as model,
     ):
-        args = ["predict", str(image), "--model", str(model), "--cog", str(cog), "--chunk", "256"]
-        assert main([*args, "--mmu", "12"]) == 0
-        assert main([*args, "--mmu", "0", "--overwrite"]) == 1  # a clear error, no traceback
+        args = ["predict", str(image), "--model", str(model), "--cog", str(cog), "--chunks", "256"]
+        assert main([*args, "--min-size", "12"]) == 0
+        assert main([*args, "--min-size", "0", "--overwrite"]) == 1  # a clear error, no traceback
     with rasterio.open(cog) as src:
         written = src.read(1)
     np.testing.assert_array_equal(written, sieve_array(nlcd.values, 12, nodata=0))

@@ -41,8 +41,8 @@ def test_chunks_that_are_not_positive_are_refused(chunks, tiny_package):
 
 def test_cli_refuses_a_chunk_size_that_is_not_positive(tmp_path, tiny_package, caplog):
     model = ["--model", str(tiny_package.path)]
-    rc = main(["predict", str(LANDSAT), *model, "--cog", str(tmp_path / "x.tif"), "--chunk", "0"])
-    assert rc == 1 and "--chunk=0 is not a chunk size" in caplog.text
+    rc = main(["predict", str(LANDSAT), *model, "--cog", str(tmp_path / "x.tif"), "--chunks", "0"])
+    assert rc == 1 and "--chunks=0 is not a chunk size" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def test_cli_overwrite_refuses_a_folder_that_is_not_an_xlandcover_output(
     scene = tmp_path / "scene.tif"
     make_image(128, 128).rio.to_raster(scene)
     args = ["predict", str(scene), "--model", str(tiny_package.path), "--out", str(user_folder)]
-    args += ["--overwrite", "--scheduler", "inprocess", "--chunk", "64"]
+    args += ["--overwrite", "--scheduler", "inprocess", "--chunks", "64"]
     args += ["--bands", "red,green,blue"]
     assert main(args) == 1
     assert "not an xlandcover Zarr store" in caplog.text
@@ -93,7 +93,7 @@ def _store_files(store, name):
 def cli_scene(tmp_path, tiny_package):
     scene = tmp_path / "scene.tif"
     make_image(128, 128).rio.to_raster(scene)
-    opts = ["--model", str(tiny_package.path), "--scheduler", "inprocess", "--chunk", "64"]
+    opts = ["--model", str(tiny_package.path), "--scheduler", "inprocess", "--chunks", "64"]
     return scene, [*opts, "--bands", "red,green,blue"]
 
 

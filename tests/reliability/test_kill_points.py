@@ -24,7 +24,7 @@ def job(tmp_path_factory, tiny_package):
     inputs = tmp_path_factory.mktemp("inputs")
     scene = inputs / "scene.tif"
     make_image(256, 192, seed=4).rio.to_raster(scene)
-    options = [str(scene), "--model", str(tiny_package.path), "--chunk", "64"]
+    options = [str(scene), "--model", str(tiny_package.path), "--chunks", "64"]
     options += ["--scheduler", "inprocess", "--bands", "red,green,blue"]
     ref = tmp_path_factory.mktemp("reference")
     assert main(["predict", *options, *_outputs(ref)]) == 0

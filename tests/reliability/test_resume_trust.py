@@ -47,7 +47,7 @@ def test_resume_refuses_a_zarr_input_rewritten_in_place(tmp_path, tiny_package, 
     scene = _zarr_input(tmp_path / "scene.zarr", seed=1)
     out = tmp_path / "map.zarr"
     args = ["predict", str(scene), "--model", str(tiny_package.path), "--out", str(out)]
-    args += ["--chunk", "64", "--scheduler", "inprocess"]
+    args += ["--chunks", "64", "--scheduler", "inprocess"]
     killed = subprocess.run(
         [sys.executable, "-m", "tests.reliability.killer", "mid-chunks", "--", *args],
         cwd=ROOT,

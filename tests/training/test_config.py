@@ -125,7 +125,7 @@ def test_vector_labels_from_the_config_and_held_out_dense_chips(scene):
         gaps = _gaps(labelled_bounds(test.table), labelled_bounds(other.table))
         assert (gaps >= 40.0).all()
     blocks = np.floor(test.table[["cx", "cy"]].to_numpy() / 960.0).astype(int)
-    assigned = dict(zip(splits.assignment["block"], splits.assignment["split"], strict=True))
+    assigned = dict(zip(splits.assignment["block"], splits.assignment["partition"], strict=True))
     frame = chips.sources[0].frame
     assert all(assigned[f"{frame}|{bx}|{by}"] == "test" for bx, by in blocks)
     # by feature: every reference chip away from the train and val chips

@@ -28,8 +28,8 @@ def test_split_export_writes_pairs_and_an_index_that_match_the_chips(tmp_path):
     index_path = splits.export(tmp_path / "out")
     index = gpd.read_parquet(index_path)
     assert len(index) == len(chips) and index.crs == img.rio.crs
-    assert set(index["split"]) == {"train", "val", "test"}
-    assert list(index.columns[:4]) == ["chip", "source", "group", "split"]
+    assert set(index["partition"]) == {"train", "val", "test"}
+    assert list(index.columns[:4]) == ["chip", "source", "group", "partition"]
     for _, rec in index.iterrows():
         i = int(np.flatnonzero(chips.table["chip"] == rec["chip"])[0])
         image, labels, valid = chips.read(i)
@@ -48,7 +48,7 @@ def test_split_export_writes_pairs_and_an_index_that_match_the_chips(tmp_path):
         assert rec["labelled"] == (mask != 255).sum()
     with pytest.raises(OutputExistsError, match="overwrite"):
         splits.export(tmp_path / "out")
-    one = chips.subset([0, 1]).export(tmp_path / "out", split="train", overwrite=True)
+    one = chips.subset([0, 1]).export(tmp_path / "out", partition="train", overwrite=True)
     assert (
         len(gpd.read_parquet(one)) == 2 and len(list((tmp_path / "out" / "images").iterdir())) == 2
     )

@@ -17,7 +17,7 @@ from xlandcover.training._train import _Ema
 from .test_train import easy_labels, make_image
 
 TINY_NET = {
-    "arch": "Unet",
+    "architecture": "Unet",
     "encoder": "tu-test_efficientnet",
     "arch_kwargs": {"decoder_channels": (16, 8, 8, 8, 8)},
     "batch_size": 4,
@@ -66,7 +66,7 @@ def test_checkpoint_is_chosen_by_the_seamless_map_at_the_package_window(splits, 
                   epochs=3, window=64, overlap=16, **TINY_NET)  # fmt: skip
     meta = r.model.metadata
     assert (meta.window, meta.overlap) == (64, 16)  # what validation used, not the chip size
-    again = xlc.evaluate(r.model, split=splits.val)
+    again = xlc.evaluate(model=r.model, partition=splits.val)
     assert again.miou == pytest.approx(r.best_miou, abs=1e-12)
     assert r.val_report is not None and r.val_report.total == again.total
     best = r.history.loc[r.history["val_miou"].idxmax()]

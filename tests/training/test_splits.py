@@ -92,7 +92,7 @@ def test_every_chip_of_a_block_goes_to_one_partition():
         for cx, cy in part.table[["cx", "cy"]].to_numpy():
             key = (np.floor(cx / 480.0), np.floor(cy / 480.0))
             assert where.setdefault(key, name) == name
-    assert set(splits.assignment["split"]) == {"train", "val", "test"}
+    assert set(splits.assignment["partition"]) == {"train", "val", "test"}
 
 
 def test_buffer_thins_train_first_and_never_test():

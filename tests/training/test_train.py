@@ -15,15 +15,15 @@ from xlandcover.errors import (
     ScheduleCutWarning,
     UnknownArchitectureError,
 )
+from xlandcover.model import NODATA_LABEL
 from xlandcover.training import AugmentConfig, band_statistics, make_loss, median_frequency_weights
 from xlandcover.training._augment import Augment
-from xlandcover.training._losses import IGNORE
 
 from ..conftest import make_image
 
 TINY = {
     "recipe": "none",
-    "arch": "Unet",
+    "architecture": "Unet",
     "encoder": "tu-test_efficientnet",
     "arch_kwargs": {"decoder_channels": (16, 8, 8, 8, 8)},
     "batch_size": 4,
@@ -85,7 +85,7 @@ def test_training_is_reproducible_and_records_everything(splits, tmp_path):
 def test_model_learns_an_easy_task(splits, tmp_path):
     result = run(splits, tmp_path, "learn", epochs=6, steps_per_epoch=8, lr=0.01, augment=None)
     assert result.best_miou > 0.75
-    report = xlc.evaluate(result.model, split=splits.test)
+    report = xlc.evaluate(model=result.model, partition=splits.test)
     assert report.miou > 0.7 and report.total == len(splits.test) * 32 * 32
 
 
@@ -117,7 +117,7 @@ def test_class_aware_sampler_and_other_losses_run(splits, tmp_path):
 
 def test_errors_list_valid_names(splits, tmp_path):
     with pytest.raises(UnknownArchitectureError, match="unetplusplus"):
-        run(splits, tmp_path, "x", arch="Unet3D")
+        run(splits, tmp_path, "x", architecture="Unet3D")
     with pytest.raises(UnknownArchitectureError, match="resnet34"):
         run(splits, tmp_path, "x", encoder="resnet35")
     with pytest.raises(UnknownArchitectureError, match="timm encoder"):
@@ -147,7 +147,7 @@ def test_losses_skip_ignored_pixels(name):
     loss = make_loss(name, n_classes=3, class_weights=np.array([1.0, 2.0, 0.5]))
     logits = torch.randn(2, 3, 8, 8)
     target = torch.randint(0, 3, (2, 8, 8))
-    target[:, :4] = IGNORE
+    target[:, :4] = NODATA_LABEL
     other = logits.clone()
     other[:, :, :4] = torch.randn(2, 3, 4, 8) * 10
     assert float(loss(logits, target)) == pytest.approx(float(loss(other, target)), rel=1e-5)
@@ -180,7 +180,9 @@ def test_geometric_augmentations_move_image_and_mask_together():
     ],
 )
 def test_other_architectures_by_name(splits, tmp_path, arch, kwargs):
-    r = run(splits, tmp_path, arch, epochs=1, steps_per_epoch=1, arch=arch, arch_kwargs=kwargs)
+    r = run(
+        splits, tmp_path, arch, epochs=1, steps_per_epoch=1, architecture=arch, arch_kwargs=kwargs
+    )
     assert r.model.metadata.architecture.lower() == arch.lower()
     labels = xlc.predict(splits.test.sources[0].image[:, :64, :64], r.model).values
     assert set(np.unique(labels)) <= {1, 2}

@@ -2,23 +2,26 @@
 
 :func:`evaluate` predicts with the seamless predictor (so the score is that of the maps users
 get, not of isolated chips), masks the pixels to score, and sums a confusion matrix chunk by
-chunk (:func:`xlandcover.evaluation.confusion_matrix`). With ``split=`` it scores only the pixels
-covered by that partition's chips, predicting each source's bounding box of them plus a margin
-of context; each pixel counts once, however many chips cover it.
+chunk (:func:`xlandcover.evaluation.confusion_matrix`). With ``partition=`` it scores only the
+pixels covered by that partition's chips, predicting each source's bounding box of them plus a
+margin of context; each pixel counts once, however many chips cover it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..errors import LabelAlignmentError, RasterInputError
+from .._compat import renamed_arguments, warn_deprecated
+from ..errors import InputTypeError, LabelAlignmentError, RasterInputError
 from ..io._labels import ClassIndex, as_label_raster
 from ..model._package import NODATA_LABEL, ModelPackage, load_model
 from ..prediction._predict import TTA, predict
@@ -26,8 +29,7 @@ from ..training._chips import Chips, ChipSource, _source, chips_in_block
 from ._calibration import Calibration, ReliabilityCounts
 from ._metrics import Report, confusion_matrix
 
-#: Label value for "do not score" in the masked truth (class ids are 0..254).
-SKIP = NODATA_LABEL
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,44 @@ class Region:
     cols: slice
     rects: np.ndarray | None  # (n, 2) chip top-lefts relative to the window; None = all
     size: int
-    unlabelled: tuple[int, ...]
+    ignore_values: tuple[int, ...]
 
 
+Model = ModelPackage | str | os.PathLike[str]
+
+
+def _model_last(func: F) -> F:
+    """Accept 0.1's order ``f(model, image, labels)`` for one release (the model was first;
+    the rasters now come first, as in ``predict(image, model)``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if args and args[0] is not None and not isinstance(args[0], xr.DataArray):
+            if "model" in kwargs or len(args) > 3:
+                raise InputTypeError(
+                    f"{func.__name__}() takes the rasters first: {func.__name__}(image, labels, "
+                    f"model) or {func.__name__}(model=..., partition=...)"
+                )
+            warn_deprecated(
+                f"{func.__name__}(model, image, labels) is now {func.__name__}(image, labels, "
+                f"model), and {func.__name__}(model, split=...) {func.__name__}(model=..., "
+                "partition=...)"
+            )
+            model, *rasters = args
+            args, kwargs = tuple(rasters), {**kwargs, "model": model}
+        return func(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+@_model_last
+@renamed_arguments(split="partition")
 def evaluate(
-    model: ModelPackage | str | os.PathLike[str],
     image: xr.DataArray | None = None,
     labels: xr.DataArray | None = None,
+    model: Model | None = None,
     *,
-    split: Chips | None = None,
+    partition: Chips | None = None,
     window: int | None = None,
     overlap: int | float | None = None,
     batch_size: int | None = None,
@@ -59,22 +90,27 @@ def evaluate(
 
     Parameters
     ----------
+    image, labels
+        A scene and its class-id raster on the same grid. Without ``partition``, every
+        labelled pixel is scored.
     model
         A model package or its path.
-    image, labels
-        A scene and its class-id raster on the same grid. Without ``split``, every labelled
-        pixel is scored.
-    split
+    partition
         A partition from :func:`~xlandcover.spatial_split` (e.g. ``splits.test``): only the
         pixels its chips cover are scored. Its own images are used when ``image`` is None.
+
+    Examples
+    --------
+    >>> report = evaluate(model="best.xlc", partition=splits.test)  # doctest: +SKIP
+    >>> report = evaluate(img, labels, "best.xlc")  # doctest: +SKIP
     ignore_index
         A label value to skip, besides the label raster's nodata.
     tta
         Test-time augmentation passed to :func:`~xlandcover.predict` (``"flips"``, ``"d4"``).
     """
-    package = model if isinstance(model, ModelPackage) else load_model(model)
+    package = _package(model, "evaluate")
     meta = package.metadata
-    regions = list(_regions(image, labels, split, ignore_index))
+    regions = list(_regions(image, labels, partition, ignore_index))
     total = None
     for region in regions:
         img = region.source.image[:, region.rows, region.cols]
@@ -89,15 +125,15 @@ def evaluate(
             tta=tta,
         ).data
         truth = _masked_truth(lab.data, pred.chunks, region)
-        cm = confusion_matrix(pred, truth, meta.class_ids, ignore_index=SKIP)
+        cm = confusion_matrix(
+            truth=truth, pred=pred, class_ids=meta.class_ids, ignore_index=NODATA_LABEL
+        )
         total = cm if total is None else total + cm
     assert total is not None
     return _report(total, package)
 
 
-def score_map(
-    mapped: xr.DataArray, reference: xr.DataArray, model: ModelPackage | str | os.PathLike[str]
-) -> Report:
+def score_map(mapped: xr.DataArray, reference: xr.DataArray, model: Model) -> Report:
     """Scores of an already predicted label map (e.g. a written COG) against reference labels.
 
     Both are single-band class-id rasters on one grid; the reference's nodata and the map's
@@ -107,14 +143,23 @@ def score_map(
     meta = package.metadata
     truth = as_label_raster(reference)
     pred = as_label_raster(mapped)
-    unlabelled = () if truth.rio.nodata is None else (int(truth.rio.nodata),)
+    ignore_values = () if truth.rio.nodata is None else (int(truth.rio.nodata),)
     h, w = truth.shape
     region = Region(_source(0, pred.expand_dims("band"), truth, "0"), slice(0, h), slice(0, w),
-                    None, 0, unlabelled)  # fmt: skip
+                    None, 0, ignore_values)  # fmt: skip
     pred_data = da.asarray(pred.data)
     masked = _masked_truth(truth.data, pred_data.chunks, region)
-    cm = confusion_matrix(pred_data, masked, meta.class_ids, ignore_index=SKIP)
+    cm = confusion_matrix(
+        truth=masked, pred=pred_data, class_ids=meta.class_ids, ignore_index=NODATA_LABEL
+    )
     return _report(cm, package)
+
+
+def _package(model: Model | None, what: str) -> ModelPackage:
+    if model is None:
+        raise InputTypeError(f"{what}() needs the model: {what}(image, labels, model) or "
+                             f"{what}(model=..., partition=...)")  # fmt: skip
+    return model if isinstance(model, ModelPackage) else load_model(model)
 
 
 def _report(cm: object, package: ModelPackage) -> Report:
@@ -143,7 +188,7 @@ def regions_of(chips: Chips, margin: int) -> Iterator[Region]:
             r1 = min(int(rows_.max()) + chips.size + margin, h)
             c1 = min(int(cols_.max()) + chips.size + margin, w)
             rects = np.stack([rows_ - r0, cols_ - c0], axis=1)
-            yield Region(src, slice(r0, r1), slice(c0, c1), rects, chips.size, chips.unlabelled)
+            yield Region(src, slice(r0, r1), slice(c0, c1), rects, chips.size, chips.ignore_values)
 
 
 def _clusters(tops: np.ndarray, size: int, margin: int) -> list[np.ndarray]:
@@ -166,39 +211,39 @@ def _clusters(tops: np.ndarray, size: int, margin: int) -> list[np.ndarray]:
 def _regions(
     image: xr.DataArray | None,
     labels: xr.DataArray | None,
-    split: Chips | None,
+    partition: Chips | None,
     ignore_index: int | None,
 ) -> Iterator[Region]:
     extra = () if ignore_index is None else (int(ignore_index),)
-    if split is not None and image is None:
-        for r in regions_of(split, margin=split.size):
-            yield Region(r.source, r.rows, r.cols, r.rects, r.size, r.unlabelled + extra)
+    if partition is not None and image is None:
+        for r in regions_of(partition, margin=partition.size):
+            yield Region(r.source, r.rows, r.cols, r.rects, r.size, r.ignore_values + extra)
         return
     if image is None or labels is None:
-        raise RasterInputError("evaluate() needs image and labels, or split=")
+        raise RasterInputError("evaluate() needs image and labels, or partition=")
     src = _source(0, image, labels, "0")
-    unlabelled = extra + (() if src.labels.rio.nodata is None else (int(src.labels.rio.nodata),))
-    if split is None:
+    ignore_values = extra + (() if src.labels.rio.nodata is None else (int(src.labels.rio.nodata),))
+    if partition is None:
         h, w = src.labels.shape
-        yield Region(src, slice(0, h), slice(0, w), None, 0, unlabelled)
+        yield Region(src, slice(0, h), slice(0, w), None, 0, ignore_values)
         return
-    if len(split.sources) != 1 or split.sources[0].image.shape != image.shape:
+    if len(partition.sources) != 1 or partition.sources[0].image.shape != image.shape:
         raise LabelAlignmentError(
-            "split= refers to other images than `image`; pass split= alone to score the "
-            "partition on its own images"
+            "partition= refers to other images than `image`; pass partition= alone to score "
+            "the partition on its own images"
         )
-    for r in regions_of(split, margin=split.size):
-        yield Region(src, r.rows, r.cols, r.rects, r.size, unlabelled + r.unlabelled)
+    for r in regions_of(partition, margin=partition.size):
+        yield Region(src, r.rows, r.cols, r.rects, r.size, ignore_values + r.ignore_values)
 
 
 def _masked_truth(labels: object, chunks: tuple[tuple[int, ...], ...], region: Region) -> da.Array:
-    """Labels with :data:`SKIP` outside the chips and where unlabelled."""
+    """Labels with ``NODATA_LABEL`` outside the chips and where unlabelled."""
     truth = da.asarray(labels).rechunk(chunks)
-    unlabelled = np.asarray(region.unlabelled, dtype=np.int64)
+    ignore_values = np.asarray(region.ignore_values, dtype=np.int64)
 
     def mask(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         out = block.astype(np.int64)
-        skip = np.isin(out, unlabelled)
+        skip = np.isin(out, ignore_values)
         if region.rects is not None:
             assert block_info is not None
             (r0, _), (c0, _) = block_info[0]["array-location"]
@@ -206,18 +251,20 @@ def _masked_truth(labels: object, chunks: tuple[tuple[int, ...], ...], region: R
             for _, window in chips_in_block(region.rects, region.size, (r0, c0), block.shape):
                 covered[window] = True
             skip |= ~covered
-        out[skip] = SKIP
+        out[skip] = NODATA_LABEL
         return out
 
     return truth.map_blocks(mask, dtype=np.int64)
 
 
+@_model_last
+@renamed_arguments(split="partition")
 def evaluate_calibration(
-    model: ModelPackage | str | os.PathLike[str],
     image: xr.DataArray | None = None,
     labels: xr.DataArray | None = None,
+    model: Model | None = None,
     *,
-    split: Chips | None = None,
+    partition: Chips | None = None,
     bins: int = 15,
     window: int | None = None,
     overlap: int | float | None = None,
@@ -232,11 +279,11 @@ def evaluate_calibration(
     from the seamless predictor, so the ECE is that of the maps and uncertainty layers users
     get. With an uncalibrated package (``T = 1``) "before" and "after" coincide.
     """
-    package = model if isinstance(model, ModelPackage) else load_model(model)
+    package = _package(model, "evaluate_calibration")
     index = ClassIndex(package.metadata.class_ids)
     temperatures = {"before": 1.0, "after": package.metadata.temperature}
     parts: dict[str, list[object]] = {"before": [], "after": []}
-    for region in _regions(image, labels, split, ignore_index):
+    for region in _regions(image, labels, partition, ignore_index):
         img = region.source.image[:, region.rows, region.cols]
         lab = region.source.labels[region.rows, region.cols]
         for when, t in temperatures.items():
@@ -260,8 +307,8 @@ def evaluate_calibration(
 def _reliability_block(
     probs: np.ndarray, truth: np.ndarray, *, index: ClassIndex, bins: int
 ) -> ReliabilityCounts:
-    """Reliability counts of one chunk: truth class ids to channel indices, the rest (SKIP,
-    undeclared values) ignored."""
+    """Reliability counts of one chunk: truth class ids to channel indices, the rest
+    (``NODATA_LABEL``, undeclared values) ignored."""
     idx = index(truth)
     t = np.where(idx < index.n, idx, -1)
     return ReliabilityCounts.of(probs[None], t[None], bins=bins, ignore_index=-1)

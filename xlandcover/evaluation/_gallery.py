@@ -66,7 +66,7 @@ def show_results(
     picked = _pick(chips, n, seed)
     margin = package.metadata.window // 2 if context is None else int(context)
     classes = package.metadata.classes
-    index = ClassIndex(chips.class_ids, chips.unlabelled)
+    index = ClassIndex(chips.class_ids, chips.ignore_values)
     fig, axes = plt.subplots(
         max(len(picked), 1), 3, figsize=(9.0, 3.0 * max(len(picked), 1)), squeeze=False
     )

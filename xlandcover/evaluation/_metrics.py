@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._compat import keyword_only
 from ..errors import RasterInputError, ReportError, UnknownClassError
 from ..io._labels import ClassIndex, check_label_dtype
 
@@ -111,14 +112,21 @@ def _block_counts(
     return _count(pred, truth, index, ignore).reshape((1,) * pred.ndim + (index.n, index.n))
 
 
+@keyword_only(
+    "pred", "truth", "class_ids", hint="confusion_matrix(truth=..., pred=..., class_ids=...)"
+)
 def confusion_matrix(
-    pred: Any, truth: Any, class_ids: Sequence[int], *, ignore_index: int | None = None
+    *, truth: Any, pred: Any, class_ids: Sequence[int], ignore_index: int | None = None
 ) -> Any:
     """Pixel counts of (truth, prediction) class pairs: rows truth, columns prediction.
 
+    Every argument is keyword-only, so the two label arrays cannot be swapped silently (the
+    order of scikit-learn's ``confusion_matrix(y_true, y_pred)``; xlandcover 0.1 took
+    ``(pred, truth)`` positionally, which still works, with a deprecation warning).
+
     Parameters
     ----------
-    pred, truth
+    truth, pred
         Integer label arrays of the same shape: numpy, Dask or xarray (two DataArrays with the
         same dimensions in another order are transposed to match).
     class_ids
@@ -404,6 +412,12 @@ class Report:
 
     def __str__(self) -> str:
         return self.format()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Report: {len(self.class_ids)} classes, mIoU {self.miou:.3f}, pixel accuracy "
+            f"{self.pixel_accuracy:.3f}, kappa {self.kappa:.3f}, {self.total:,} px>"
+        )
 
     # --- plots ------------------------------------------------------------------------------
 

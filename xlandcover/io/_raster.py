@@ -32,11 +32,14 @@ PIXEL_GRID_ATTR = "xlandcover_pixel_grid"
 
 PathLike = str | os.PathLike[str]
 
+#: Default chunk size in pixels of the lazy reads (``open_raster``, ``load_stac``).
+READ_CHUNKS = 2048
+
 
 def open_raster(
     path: PathLike | Sequence[PathLike],
     *,
-    chunks: int | None = 2048,
+    chunks: int | None = READ_CHUNKS,
     bands: Sequence[str] | None = None,
     pixel_grid: bool = False,
 ) -> xr.DataArray:

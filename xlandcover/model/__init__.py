@@ -2,6 +2,7 @@
 modules, and the per-process model cache and device choice that ``predict`` uses."""
 
 from ._package import (
+    ARCHITECTURES,
     FORMAT_VERSION,
     INPUT_RANGE_KEY,
     NODATA_LABEL,
@@ -11,9 +12,11 @@ from ._package import (
     band_range,
     build_architecture,
     hex_to_rgb,
+    known_architecture,
     load_model,
     package_from_bytes,
     package_model,
+    register_architecture,
     save_model,
     with_temperature,
 )
@@ -21,6 +24,7 @@ from ._runtime import clear_cache, resolve_device
 from ._spectral import INDICES, available_indices, resolve_indices
 
 __all__ = [
+    "ARCHITECTURES",
     "FORMAT_VERSION",
     "INDICES",
     "INPUT_RANGE_KEY",
@@ -33,9 +37,11 @@ __all__ = [
     "build_architecture",
     "clear_cache",
     "hex_to_rgb",
+    "known_architecture",
     "load_model",
     "package_from_bytes",
     "package_model",
+    "register_architecture",
     "resolve_device",
     "resolve_indices",
     "save_model",

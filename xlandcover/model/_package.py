@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -157,6 +157,13 @@ class PackageMetadata:
         if not isinstance(calibration, Mapping) or calibration.get("temperature") is None:
             return 1.0
         return float(calibration["temperature"])
+
+    @property
+    def encoder(self) -> str | None:
+        """The encoder's name (smp's ``arch_kwargs["encoder_name"]``), as ``TrainConfig``
+        calls it."""
+        name = self.arch_kwargs.get("encoder_name")
+        return None if name is None else str(name)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -305,7 +312,7 @@ class ModelPackage:
         from html import escape
 
         m = self.metadata
-        encoder = m.arch_kwargs.get("encoder_name", "")
+        encoder = m.encoder or ""
         scores = m.extra.get("test_scores", {}).get("model", {})
         iou = scores.get("iou", {}) if isinstance(scores, dict) else {}
         rows = "".join(
@@ -344,6 +351,29 @@ class ModelPackage:
         return module.to(device).eval()
 
 
+#: Architectures of your own, by name (:func:`register_architecture`); smp's need no entry.
+ARCHITECTURES: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register_architecture(
+    name: str, builder: Callable[..., torch.nn.Module], *, replace: bool = False
+) -> None:
+    """Make ``builder`` available as ``train(..., architecture=name)`` and to packages that
+    name it: ``builder(**arch_kwargs)`` (``encoder_name``, ``in_channels``, ``classes``, ...)
+    returns the module; give it an ``encoder.output_stride`` when windows must be a multiple
+    of it. A package stores the name only: it loads where the same registration ran."""
+    if known_architecture(name) and not replace:
+        raise ModelPackageError(f"an architecture named {name!r} exists; pass replace=True")
+    ARCHITECTURES[name.lower()] = builder
+
+
+def known_architecture(name: str) -> bool:
+    """Registered here, or one of smp's."""
+    from .._torch import smp
+
+    return name.lower() in ARCHITECTURES or name.lower() in smp.MODEL_ARCHITECTURES_MAPPING
+
+
 def build_architecture(architecture: str, arch_kwargs: Mapping[str, Any]) -> torch.nn.Module:
     """An smp model by architecture name, never downloading weights (nor timm configs).
 
@@ -359,18 +389,23 @@ def build_architecture(architecture: str, arch_kwargs: Mapping[str, Any]) -> tor
     kwargs = {**arch_kwargs, "encoder_weights": None}
     width = int(kwargs.pop("pixel_branch", 0) or 0)
     indices = kwargs.pop("indices", None) or {}
-    if architecture.lower() not in smp.MODEL_ARCHITECTURES_MAPPING:
+    builder = ARCHITECTURES.get(architecture.lower())
+    if builder is None and architecture.lower() not in smp.MODEL_ARCHITECTURES_MAPPING:
         names = sorted(smp.MODEL_ARCHITECTURES_MAPPING)
-        raise ModelPackageError(f"unknown architecture {architecture!r}; smp provides {names}")
+        mine = f", registered: {sorted(ARCHITECTURES)}" if ARCHITECTURES else ""
+        raise ModelPackageError(
+            f"unknown architecture {architecture!r}; smp provides {names}{mine} (add your own "
+            "with xlandcover.model.register_architecture)"
+        )
     encoder = kwargs.get("encoder_name")
-    if encoder is not None:
+    if encoder is not None and builder is None:
         _check_encoder(str(encoder))
     channels = int(kwargs.get("in_channels", 3))
     pairs = [tuple(p) for p in indices.get("pairs", [])]
     if pairs:
         kwargs["in_channels"] = channels + len(pairs)
     try:
-        net = smp.create_model(architecture, **kwargs)
+        net = builder(**kwargs) if builder else smp.create_model(architecture, **kwargs)
         if width:
             from ._nets import PixelBranch
 

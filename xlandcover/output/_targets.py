@@ -23,10 +23,10 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .._files import check_overwrite, fsync_dir, fsync_file
 from ..errors import (
@@ -40,7 +40,8 @@ from ..errors import (
 #: Name of the Zarr group attribute and GeoTIFF tag that mark an output as xlandcover's.
 MARKER = "xlandcover_output"
 
-Kind = Literal["zarr", "cog"]
+#: The kind of an output: ``"zarr"``, ``"cog"``, or one added by :func:`register_output_kind`.
+Kind = str
 
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -52,7 +53,7 @@ def output_record(path: Path, kind: Kind) -> dict[str, Any] | None:
     Outputs of earlier versions have no record; they are recognised by the class attributes
     every label output carries (``{"legacy": True}``).
     """
-    return _zarr_record(path) if kind == "zarr" else _cog_record(path)
+    return RECORDS[kind](path)
 
 
 def _zarr_record(path: Path) -> dict[str, Any] | None:
@@ -96,13 +97,27 @@ def _json_file(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+#: How to read the xlandcover record of an output, by kind.
+RECORDS: dict[str, Callable[[Path], dict[str, Any] | None]] = {
+    "zarr": _zarr_record,
+    "cog": _cog_record,
+}
+
+
+def register_output_kind(kind: str, read_record: Callable[[Path], dict[str, Any] | None]) -> None:
+    """Let ``check_target(..., kind=kind)`` and ``output_record`` recognise outputs of a new
+    writer: ``read_record(path)`` returns the record the writer stored there (a dict with the
+    :data:`MARKER` contents), or None when ``path`` is not such an output."""
+    RECORDS[kind] = read_record
+
+
 def check_target(target: Path, *, overwrite: bool, kind: Kind) -> None:
     """Refuse an existing ``target`` unless ``overwrite`` and it is an xlandcover output."""
     if not target.exists() and not target.is_symlink():
         return
     check_overwrite(target, overwrite=overwrite)
     if output_record(target, kind) is None:
-        what = "Zarr store" if kind == "zarr" else "GeoTIFF"
+        what = {"zarr": "Zarr store", "cog": "GeoTIFF"}.get(kind, f"{kind} output")
         raise OverwriteRefusedError(
             f"{target} exists and is not an xlandcover {what} (it carries no xlandcover "
             "record), so overwrite does not replace it: move or delete it yourself, or choose "

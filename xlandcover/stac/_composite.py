@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import xarray as xr
 
 from ..errors import StacQueryError
 
-COMPOSITES = ("median", "first")
+Composite = Callable[[xr.DataArray], xr.DataArray]
 
 
 def composite(stack: xr.DataArray, how: str) -> xr.DataArray:
-    """Reduce ``time`` lazily.
+    """Reduce ``time`` lazily with the composite called ``how`` (see :data:`COMPOSITES`).
 
     ``"median"``: the per-pixel median of the valid (non-NaN) observations; all time steps of
     a chunk are read together. ``"first"``: per pixel, the first valid observation in the
@@ -19,11 +21,18 @@ def composite(stack: xr.DataArray, how: str) -> xr.DataArray:
     step at a time, so memory does not grow with the number of items. Pixels with no valid
     observation are NaN.
     """
-    if how == "median":
-        return _median(stack)
-    if how == "first":
-        return _first(stack)
-    raise StacQueryError(f"unknown composite {how!r}; use one of {COMPOSITES} or None")
+    reduce = COMPOSITES.get(how)
+    if reduce is None:
+        raise StacQueryError(f"unknown composite {how!r}; use one of {sorted(COMPOSITES)} or None")
+    return reduce(stack)
+
+
+def register_composite(name: str, reduce: Composite, *, replace: bool = False) -> None:
+    """Make ``reduce`` available as ``load_stac(composite=name)`` (and in presets): it turns
+    a lazy ``(time, band, y, x)`` stack with NaN as nodata into ``(band, y, x)``, lazily."""
+    if name in COMPOSITES and not replace:
+        raise StacQueryError(f"a composite named {name!r} exists; pass replace=True")
+    COMPOSITES[name] = reduce
 
 
 def _median(stack: xr.DataArray) -> xr.DataArray:
@@ -56,3 +65,7 @@ def _first(stack: xr.DataArray) -> xr.DataArray:
     for t in range(1, stack.sizes["time"]):
         out = out.fillna(stack.isel(time=t, drop=True))
     return out
+
+
+#: Temporal composites by name (``load_stac(composite=...)``); :func:`register_composite` adds.
+COMPOSITES: dict[str, Composite] = {"median": _median, "first": _first}

@@ -4,11 +4,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MixedCRSError, StacQueryError
 
 BBox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class TargetGrid:
+    """The output grid of ``load_stac``: EPSG code, square pixel size, bounds snapped to whole
+    pixels (in that CRS), and the chunk size of the lazy reads."""
+
+    epsg: int
+    resolution: float
+    bounds: BBox
+    chunks: int
+
+    @property
+    def transform(self) -> Any:
+        """The exact affine transform (from the bounds, not from pixel-centre coordinates)."""
+        from rasterio.transform import Affine
+
+        res, (left, _, _, top) = self.resolution, self.bounds
+        return Affine(res, 0.0, left, 0.0, -res, top)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, columns)``."""
+        left, bottom, right, top = self.bounds
+        return round((top - bottom) / self.resolution), round((right - left) / self.resolution)
+
+    def geobox(self) -> Any:
+        """The same grid as an odc-geo ``GeoBox`` (odc-stac's loader takes one)."""
+        from odc.geo.geobox import GeoBox
+
+        return GeoBox.from_bbox(self.bounds, crs=f"EPSG:{self.epsg}", resolution=self.resolution)
 
 
 def check_bbox(bbox: Sequence[float], *, allow_empty: bool = False) -> BBox:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,13 +21,15 @@ import xarray as xr
 
 from .._deps import import_optional
 from ..errors import InputFileError, InputNotFoundError, MissingAssetError, StacQueryError
+from ..io._raster import READ_CHUNKS
 from ._composite import COMPOSITES
 from ._composite import composite as _composite
-from ._grid import BBox, check_bbox, geometry_bounds, snapped_bounds, target_epsg
+from ._grid import BBox, TargetGrid, check_bbox, geometry_bounds, snapped_bounds, target_epsg
 from ._presets import Band, StacPreset, get_preset
 from ._search import (
     ItemDict,
     Modifier,
+    StacSearch,
     as_item_dicts,
     cloud_cover,
     item_epsg,
@@ -73,7 +75,7 @@ def load_stac(
     crs: Any = None,
     resolution: float | None = None,
     composite: str | None = "default",
-    chunks: int = 2048,
+    chunks: int = READ_CHUNKS,
     mask: bool = True,
     resampling: str = "nearest",
     modifier: Modifier | str | None = None,
@@ -144,7 +146,7 @@ def load_stac(
     p = get_preset(preset)
     how = p.composite if composite == "default" else composite
     if how is not None and how not in COMPOSITES:
-        raise StacQueryError(f"composite={composite!r}; use one of {COMPOSITES} or None")
+        raise StacQueryError(f"composite={composite!r}; use one of {sorted(COMPOSITES)} or None")
     area: BBox | None = None
     if bbox is not None and intersects is not None:
         raise StacQueryError("give bbox or intersects, not both")
@@ -158,20 +160,17 @@ def load_stac(
     wanted = [p.band(n) for n in names]
 
     if isinstance(source, str) and source.startswith(("http://", "https://")):
-        items = search_items(
-            source,
-            p,
+        search = StacSearch(
+            collections=tuple(collections or [p.collection]),
             bbox=area if bbox is not None else None,
             intersects=intersects,
             datetime=datetime,
             max_cloud=max_cloud,
-            collections=collections,
             query=query,
             filter=filter,
             max_items=max_items,
-            modifier=modifier,
-            timeout=timeout,
         )
+        items = search_items(source, p, search, modifier=modifier, timeout=timeout)
     else:
         items = within_cloud(as_item_dicts(_read_items(source)), p, max_cloud)
     items = [with_epsg(i) for i in items]
@@ -183,12 +182,8 @@ def load_stac(
     res = float(resolution) if resolution is not None else _native_resolution(p, renamed)
     if area is None:
         area = _union_bbox(items)
-    bounds = snapped_bounds(area, epsg, res)
-    log.info(
-        "STAC: %d items, EPSG:%d at %g, bounds %s, bands %s", len(items), epsg, res, bounds, names
-    )
-
-    grid = (epsg, res, bounds, chunks)
+    grid = TargetGrid(epsg, res, snapped_bounds(area, epsg, res), chunks)
+    log.info("STAC: %d items, %s, bands %s", len(items), grid, names)
     values = _physical_values(renamed, p, wanted, grid, resampling, use_mask)
     values = values.assign_coords(band=list(names))
     if how is None:
@@ -199,10 +194,7 @@ def load_stac(
     else:
         out = _composite(values, how).transpose("band", "y", "x")
         out = out.chunk({"band": -1})
-    from rasterio.transform import Affine
-
-    transform = Affine(res, 0.0, bounds[0], 0.0, -res, bounds[3])  # exact, not from coords
-    out = out.rio.write_crs(epsg).rio.write_transform(transform)
+    out = out.rio.write_crs(epsg).rio.write_transform(grid.transform)
     out = out.rio.write_nodata(np.nan, encoded=False)
     out.name = "reflectance" if p.scale != 1 else "imagery"
     out.attrs.update(
@@ -217,16 +209,14 @@ def _physical_values(
     items: list[ItemDict],
     p: StacPreset,
     bands: list[Band],
-    grid: tuple[int, float, BBox, int],
+    grid: TargetGrid,
     resampling: str,
     use_mask: bool,
 ) -> xr.DataArray:
     """The lazy ``(time, band, y, x)`` stack in physical units: nodata and masked classes NaN,
     ``DN * scale + offset`` with each item's own offset."""
-    epsg, res, bounds, chunks = grid
     multi = any(b.index is not None for b in bands)
-    stack = _stack_odc if multi else _stack_stackstac
-    dn = stack(items, bands, epsg, res, bounds, chunks, resampling)
+    dn = STACKERS["odc" if multi else "stackstac"](items, bands, grid, resampling)
     if p.nodata is not None:
         dn = dn.where(dn != p.nodata)
     offsets = xr.DataArray(
@@ -235,7 +225,7 @@ def _physical_values(
     values = (dn * np.float32(p.scale) + offsets).astype(np.float32)
     if use_mask:
         assert p.mask is not None
-        classes = _stack_stackstac(items, [Band(MASK, (MASK,))], epsg, res, bounds, chunks)
+        classes = _stack_stackstac(items, [Band(MASK, (MASK,))], grid, "nearest")
         bad = classes.isel(band=0, drop=True).isin(sorted(p.mask.values))
         values = values.where(~bad)
     return values
@@ -390,14 +380,9 @@ def _times(items: list[ItemDict]) -> np.ndarray:
 
 
 def _stack_stackstac(
-    items: list[ItemDict],
-    bands: list[Band],
-    epsg: int,
-    res: float,
-    bounds: BBox,
-    chunks: int,
-    resampling: str = "nearest",
+    items: list[ItemDict], bands: list[Band], grid: TargetGrid, resampling: str
 ) -> xr.DataArray:
+    """The lazy ``(time, band, y, x)`` stack through stackstac (single-band assets)."""
     stackstac = import_optional("stackstac", "load_stac")
     from rasterio.enums import Resampling
 
@@ -407,12 +392,12 @@ def _stack_stackstac(
     stack = stackstac.stack(
         items,
         assets=[b.name for b in bands],
-        epsg=epsg,
-        resolution=res,
-        bounds=bounds,
+        epsg=grid.epsg,
+        resolution=grid.resolution,
+        bounds=grid.bounds,
         snap_bounds=False,
         resampling=Resampling[resampling],
-        chunksize=chunks,
+        chunksize=grid.chunks,
         dtype=np.dtype("float32"),
         fill_value=np.float32(np.nan),
         rescale=False,
@@ -426,22 +411,15 @@ def _stack_stackstac(
 
 
 def _stack_odc(
-    items: list[ItemDict],
-    bands: list[Band],
-    epsg: int,
-    res: float,
-    bounds: BBox,
-    chunks: int,
-    resampling: str = "nearest",
+    items: list[ItemDict], bands: list[Band], grid: TargetGrid, resampling: str
 ) -> xr.DataArray:
     """The same stack through odc-stac, one item at a time so the time order is ours."""
     import_optional("odc.stac", "load_stac of multi-band assets")
     import odc.stac
     import pystac
-    from odc.geo.geobox import GeoBox
 
     odc.stac.configure_rio(cloud_defaults=True, **dict[str, Any](GDAL_CLOUD_ENV))
-    geobox = GeoBox.from_bbox(bounds, crs=f"EPSG:{epsg}", resolution=res)
+    geobox = grid.geobox()
     keys = [f"{b.assets[0]}.{b.index}" for b in bands]
     layers = []
     for item in items:
@@ -449,7 +427,7 @@ def _stack_odc(
             [pystac.Item.from_dict(item)],
             bands=keys,
             geobox=geobox,
-            chunks={"y": chunks, "x": chunks},
+            chunks={"y": grid.chunks, "x": grid.chunks},
             dtype="float32",
             nodata=np.float32(np.nan),
             resampling=resampling,
@@ -458,3 +436,11 @@ def _stack_odc(
         layer = xr.concat([ds[k].isel(time=0, drop=True) for k in keys], dim="band")
         layers.append(layer.drop_vars([c for c in layer.coords if c not in ("y", "x")]))
     return xr.concat(layers, dim="time")
+
+
+#: How the lazy stack is read, by backend: stackstac for single-band assets, odc-stac for
+#: multi-band ones (NAIP's 4-band ``image``), each ``(items, bands, grid, resampling)``.
+STACKERS: dict[str, Callable[[list[ItemDict], list[Band], TargetGrid, str], xr.DataArray]] = {
+    "stackstac": _stack_stackstac,
+    "odc": _stack_odc,
+}

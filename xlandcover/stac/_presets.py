@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MissingAssetError, PresetError, UnknownPresetError
+from ._composite import COMPOSITES
 
 Properties = Mapping[str, Any]
 
@@ -94,8 +95,8 @@ class StacPreset:
         Item property with cloud cover in percent (for ``max_cloud`` and least-cloudy
         ordering); ``None`` when the collection has none.
     composite
-        Default temporal composite: ``"median"`` or ``"first"`` (least cloudy, else newest,
-        first).
+        Default temporal composite: ``"median"``, ``"first"`` (least cloudy, else newest,
+        first) or one added with :func:`~xlandcover.stac.register_composite`.
     """
 
     name: str
@@ -115,8 +116,10 @@ class StacPreset:
         missing = [b for b in self.default_bands if b not in known]
         if missing:
             raise PresetError(f"preset {self.name!r}: default bands {missing} are not in bands")
-        if self.composite not in ("median", "first"):
-            raise PresetError(f"preset {self.name!r}: composite must be 'median' or 'first'")
+        if self.composite not in COMPOSITES:
+            raise PresetError(
+                f"preset {self.name!r}: composite must be one of {sorted(COMPOSITES)}"
+            )
 
     def band(self, name: str) -> Band:
         """The band called ``name`` (or one of its aliases), case-insensitively."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .._deps import import_optional
@@ -22,18 +23,35 @@ ItemDict = dict[str, Any]
 Modifier = Callable[[Any], None]
 
 
+@dataclass(frozen=True)
+class StacSearch:
+    """What to ask a STAC API for: the search arguments of :func:`~xlandcover.load_stac`,
+    once (a search is described, logged and sent from this one object)."""
+
+    collections: tuple[str, ...]
+    bbox: BBox | None = None
+    intersects: Mapping[str, Any] | None = None
+    datetime: str | None = None
+    max_cloud: float | None = None
+    query: Mapping[str, Any] | None = None
+    filter: Mapping[str, Any] | str | None = None
+    max_items: int | None = None
+
+    def describe(self) -> str:
+        """``(collections=[...], bbox=..., ...)``, the arguments that are set."""
+        parts = [f"collections={list(self.collections)!r}"]
+        for f in fields(self)[1:]:
+            value = getattr(self, f.name)
+            if value is not None and f.name != "max_items":
+                parts.append(f"{f.name}={value!r}")
+        return "(" + ", ".join(parts) + ")"
+
+
 def search_items(
     url: str,
     preset: StacPreset,
+    search: StacSearch,
     *,
-    bbox: BBox | None = None,
-    intersects: Mapping[str, Any] | None = None,
-    datetime: str | None = None,
-    max_cloud: float | None = None,
-    collections: Iterable[str] | None = None,
-    query: Mapping[str, Any] | None = None,
-    filter: Mapping[str, Any] | str | None = None,
-    max_items: int | None = None,
     modifier: Modifier | str | None = None,
     timeout: float = 30.0,
 ) -> list[ItemDict]:
@@ -50,14 +68,14 @@ def search_items(
     from pystac_client.exceptions import APIError
 
     mod = _modifier(modifier)
-    collections = list(collections or [preset.collection])
-    described = _describe(collections, bbox, intersects, datetime, max_cloud, query, filter)
+    described = search.describe()
+    max_cloud, filter = search.max_cloud, search.filter
     try:
         client = Client.open(url, modifier=mod, timeout=timeout)
     except (requests.exceptions.RequestException, APIError, ValueError) as e:
         raise _unreachable(url, timeout, e) from None
 
-    query = dict(query or {})
+    query = dict(search.query or {})
     if max_cloud is not None:
         cover = _require_cloud_cover(preset)
         cloud = {"op": "<=", "args": [{"property": cover}, max_cloud]}
@@ -66,16 +84,16 @@ def search_items(
         elif client.conforms_to(ConformanceClasses.QUERY):
             query.setdefault(cover, {"lte": max_cloud})
     try:
-        search = client.search(
-            collections=collections,
-            bbox=bbox,
-            intersects=dict(intersects) if intersects is not None else None,
-            datetime=datetime,
+        found = client.search(
+            collections=list(search.collections),
+            bbox=search.bbox,
+            intersects=dict(search.intersects) if search.intersects is not None else None,
+            datetime=search.datetime,
             query=query or None,
             filter=dict(filter) if isinstance(filter, Mapping) else filter,
-            max_items=max_items,
+            max_items=search.max_items,
         )
-        items = [copy.deepcopy(i) for i in search.items_as_dicts()]
+        items = [copy.deepcopy(i) for i in found.items_as_dicts()]
     except requests.exceptions.RequestException as e:
         raise _unreachable(url, timeout, e) from None
     except (APIError, NotImplementedError) as e:
@@ -197,18 +215,3 @@ def _modifier(modifier: Modifier | str | None) -> Modifier | None:
         f"unknown modifier {modifier!r}; pass a callable that edits items in place or "
         "'planetary-computer'"
     )
-
-
-def _describe(collections, bbox, intersects, datetime, max_cloud, query, filter) -> str:
-    parts = [f"collections={collections!r}"]
-    for name, value in (
-        ("bbox", bbox),
-        ("intersects", intersects),
-        ("datetime", datetime),
-        ("max_cloud", max_cloud),
-        ("query", query),
-        ("filter", filter),
-    ):
-        if value is not None:
-            parts.append(f"{name}={value!r}")
-    return "(" + ", ".join(parts) + ")"

@@ -6,17 +6,31 @@ from ._baseline import BaselineResult, forest_baseline, random_forest_baseline
 from ._chips import Chips, ChipSource, distinct_counts, sample_chips
 from ._config import RunConfig, check_config, load_config
 from ._export import INDEX_NAME, export_chips
-from ._losses import LOSSES, make_loss, median_frequency_weights
+from ._losses import LOSSES, make_loss, median_frequency_weights, register_loss
 from ._recipe import FIXED_DEFAULTS, DataProfile, auto_chip_size, auto_settings
-from ._splits import SPLITS, Splits, held_out, labelled_bounds, recommend_block_size, spatial_split
-from ._train import SCHEDULES, TrainConfig, TrainResult, band_statistics, train
+from ._splits import (
+    PARTITIONS,
+    Splits,
+    held_out,
+    labelled_bounds,
+    recommend_block_size,
+    spatial_split,
+)
+from ._train import (
+    SCHEDULES,
+    TrainConfig,
+    TrainResult,
+    band_statistics,
+    register_schedule,
+    train,
+)
 
 __all__ = [
     "FIXED_DEFAULTS",
     "INDEX_NAME",
     "LOSSES",
+    "PARTITIONS",
     "SCHEDULES",
-    "SPLITS",
     "AugmentConfig",
     "BaselineResult",
     "ChipSource",
@@ -40,6 +54,8 @@ __all__ = [
     "median_frequency_weights",
     "random_forest_baseline",
     "recommend_block_size",
+    "register_loss",
+    "register_schedule",
     "sample_chips",
     "spatial_split",
     "train",

@@ -20,6 +20,7 @@ from ..errors import EmptySplitError
 from ..evaluation._metrics import Report, confusion_matrix
 from ..io._labels import ClassIndex
 from ..io._nodata import valid_mask
+from ..model._package import NODATA_LABEL
 from ._chips import Chips
 from ._splits import Splits
 
@@ -74,14 +75,14 @@ def forest_baseline(
     however many chips cover it). ``eval_stride=None`` scores every pixel when the scored
     chips cover at most ``max_scored`` pixels, else every n-th row and column.
     """
-    from ..evaluation._evaluate import SKIP, regions_of  # evaluation imports chips
+    from ..evaluation._evaluate import regions_of  # evaluation imports chips
 
     ensemble = import_optional("sklearn.ensemble", "the random-forest baseline")
     if len(train_chips) == 0 or len(scored) == 0:
         raise EmptySplitError("the baseline needs training chips and chips to score")
     if eval_stride is None:
         eval_stride = max(1, math.ceil(math.sqrt(len(scored) * scored.size**2 / max_scored)))
-    index = ClassIndex(train_chips.class_ids, train_chips.unlabelled)
+    index = ClassIndex(train_chips.class_ids, train_chips.ignore_values)
     x, y = _sample_pixels(train_chips, index, max_pixels, np.random.default_rng(seed))
     forest = ensemble.RandomForestClassifier(
         n_estimators=n_estimators,
@@ -111,7 +112,9 @@ def forest_baseline(
         if not keep.any():
             continue
         pred = ids[forest.predict(image[:, keep].T.astype(np.float32))]
-        cm += confusion_matrix(pred, truth[keep], train_chips.class_ids, ignore_index=SKIP)
+        cm += confusion_matrix(
+            truth=truth[keep], pred=pred, class_ids=train_chips.class_ids, ignore_index=NODATA_LABEL
+        )
         scored_px += int(keep.sum())
     classes = train_chips.classes
     report = Report.from_confusion(

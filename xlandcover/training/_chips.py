@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._compat import renamed_arguments, warn_deprecated
 from ..errors import (
     BandMismatchError,
     ChipSizeError,
@@ -88,7 +89,8 @@ class Chips:
     table: pd.DataFrame
     size: int
     classes: tuple[ClassInfo, ...]
-    unlabelled: tuple[int, ...] = field(default=())
+    #: Label values treated as unlabelled: the label rasters' nodata and ``ignore_index``.
+    ignore_values: tuple[int, ...] = field(default=())
 
     @property
     def class_ids(self) -> tuple[int, ...]:
@@ -110,6 +112,12 @@ class Chips:
         """``(n_chips, n_classes)`` labelled pixels per chip and class."""
         return self.table[[f"n_{c}" for c in self.class_ids]].to_numpy(dtype=np.int64)
 
+    @property
+    def unlabelled(self) -> tuple[int, ...]:
+        """Deprecated name of :attr:`ignore_values`."""
+        warn_deprecated("Chips.unlabelled is now Chips.ignore_values")
+        return self.ignore_values
+
     def __len__(self) -> int:
         return len(self.table)
 
@@ -124,21 +132,22 @@ class Chips:
         sel = np.asarray(rows)
         table = self.table[sel] if sel.dtype == bool else self.table.iloc[sel]
         return Chips(self.sources, table.reset_index(drop=True), self.size, self.classes,
-                     self.unlabelled)  # fmt: skip
+                     self.ignore_values)  # fmt: skip
 
+    @renamed_arguments(split="partition")
     def export(
         self,
         folder: str | os.PathLike[str],
         *,
-        split: str | None = None,
+        partition: str | None = None,
         overwrite: bool = False,
     ) -> Path:
         """Write every chip as an image and a label GeoTIFF, plus a GeoParquet index
-        (``folder/index.parquet``, returned) naming ``split`` for each; readable by GDAL,
+        (``folder/index.parquet``, returned) naming ``partition`` for each; readable by GDAL,
         QGIS or torchgeo's ``RasterDataset`` (see :mod:`xlandcover.training`)."""
         from ._export import export_chips
 
-        return export_chips([(split, self)], folder, overwrite=overwrite)
+        return export_chips([(partition, self)], folder, overwrite=overwrite)
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pixels of chip ``i``: image ``(band, s, s)``, label ids ``(s, s)``, valid mask.
@@ -285,14 +294,14 @@ def sample_chips(
         for i, (img, lab) in enumerate(zip(images, label_list, strict=True))
     ]
     _check_bands(sources)
-    unlabelled = {int(s.labels.rio.nodata) for s in sources if s.labels.rio.nodata is not None}
+    ignore_values = {int(s.labels.rio.nodata) for s in sources if s.labels.rio.nodata is not None}
     if ignore_index is not None:
-        unlabelled.add(int(ignore_index))
+        ignore_values.add(int(ignore_index))
     if classes is None:
-        class_infos = _infer_classes(sources, unlabelled)
+        class_infos = _infer_classes(sources, ignore_values)
     else:
         class_infos = _as_class_infos(classes)
-    index = ClassIndex([c.id for c in class_infos], unlabelled)
+    index = ClassIndex([c.id for c in class_infos], ignore_values)
 
     frames = []
     parts = []
@@ -336,7 +345,7 @@ def sample_chips(
         )
     table = table[keep].reset_index(drop=True)
     table.insert(0, "chip", np.arange(len(table)))
-    return Chips(tuple(sources), table, size, class_infos, tuple(sorted(unlabelled)))
+    return Chips(tuple(sources), table, size, class_infos, tuple(sorted(ignore_values)))
 
 
 def _source(i: int, image: xr.DataArray, labels: xr.DataArray, group: str) -> ChipSource:
@@ -425,7 +434,7 @@ def _codes(src: ChipSource, index: ClassIndex) -> da.Array:
 def distinct_counts(chips: Chips) -> np.ndarray:
     """``(K,)`` labelled pixels per class under the chips, each pixel counted once however
     many chips cover it (one pass over the labels, chunk by chunk)."""
-    index = ClassIndex(chips.class_ids, chips.unlabelled)
+    index = ClassIndex(chips.class_ids, chips.ignore_values)
     nbins = index.n + 3
     parts = []
     t = chips.table
@@ -617,9 +626,9 @@ def _unknown_label_values(sources: list[ChipSource], index: ClassIndex) -> list[
     return sorted(found)[:10]
 
 
-def _infer_classes(sources: list[ChipSource], unlabelled: set[int]) -> tuple[ClassInfo, ...]:
+def _infer_classes(sources: list[ChipSource], ignore_values: set[int]) -> tuple[ClassInfo, ...]:
     values = dask.compute(*[da.unique(da.asarray(s.labels.data)) for s in sources])
-    ids = sorted(set(np.concatenate(values).astype(int).tolist()) - unlabelled)
+    ids = sorted(set(np.concatenate(values).astype(int).tolist()) - ignore_values)
     if not ids:
         raise NoChipsError("the labels hold no class value besides nodata/ignore")
     return _as_class_infos(ids)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import xarray as xr
 
+from .._compat import renamed_settings
 from ..errors import ConfigError, InputNotFoundError, LabelAlignmentError
 from ..io._labels import open_color_mask
 from ..io._raster import open_raster
@@ -37,7 +38,7 @@ from ..io._vector import is_vector, rasterize_features, rasterize_labels
 from ..model._package import ClassInfo
 from ._chips import Chips, sample_chips
 from ._splits import Splits, held_out, spatial_split
-from ._train import TrainConfig
+from ._train import RENAMED_SETTINGS, TrainConfig
 
 _VECTOR_OPTIONS = ("all_touched", "point_radius", "overlap", "layer")
 
@@ -284,6 +285,8 @@ def load_config(path: str | Path) -> RunConfig:
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{p} is not valid TOML: {err}; fix the syntax there") from err
+    if isinstance(raw.get("train"), dict):
+        raw["train"] = renamed_settings(raw["train"], RENAMED_SETTINGS, f"{p} [train]")
     check_config(raw, where=str(p))
     return RunConfig(p.resolve(), raw)
 

@@ -6,7 +6,8 @@
 and ``labels/chip_NNNNNN.tif`` (uint8 class ids, 255 where unlabelled or without image data,
 the classes' colour table and names), both with the chip's CRS and transform, and
 ``index.parquet``: one row per chip with its footprint (``geometry``), ``chip``, ``source``
-(the image file), ``group``, ``split``, ``row``/``col`` in the source image, the two file paths
+(the image file), ``group``, ``partition``, ``row``/``col`` in the source image, the two file
+paths
 (relative to the folder), ``labelled`` and the class histogram ``n_<id>``.
 
 The layout is what torchgeo's ``RasterDataset`` reads (``images/`` and ``labels/`` as an
@@ -44,7 +45,7 @@ def export_chips(
     *,
     overwrite: bool = False,
 ) -> Path:
-    """Write chips of one or more partitions ``(split name or None, chips)`` to ``folder``.
+    """Write chips of one or more partitions ``(partition name or None, chips)`` to ``folder``.
 
     Returns the index path. An existing index raises
     :class:`~xlandcover.errors.OutputExistsError` unless ``overwrite``, which replaces the
@@ -60,19 +61,19 @@ def export_chips(
             shutil.rmtree(out / sub)
         (out / sub).mkdir(parents=True, exist_ok=True)
     rows = []
-    for split, chips in parts:
-        rows += _write_part(chips, out, split)
+    for partition, chips in parts:
+        rows += _write_part(chips, out, partition)
     if not rows:
         raise NoChipsError("there are no chips to export")
     _write_index(rows, parts, index_path)
     return index_path
 
 
-def _write_part(chips: Chips, out: Path, split: str | None) -> list[dict[str, Any]]:
+def _write_part(chips: Chips, out: Path, partition: str | None) -> list[dict[str, Any]]:
     import rasterio
     from rasterio.windows import Window
 
-    index = ClassIndex(chips.class_ids, chips.unlabelled)
+    index = ClassIndex(chips.class_ids, chips.ignore_values)
     ids = np.asarray(chips.class_ids, dtype=np.uint8)
     cmap = {v: (0, 0, 0, 0) for v in range(256)}
     for c in chips.classes:
@@ -113,7 +114,7 @@ def _write_part(chips: Chips, out: Path, split: str | None) -> list[dict[str, An
                 "chip": int(rec["chip"]),
                 "source": str(src.image.encoding.get("source", f"image {int(rec['source'])}")),
                 "group": str(rec["group"]),
-                "split": split or "",
+                "partition": partition or "",
                 "row": int(rec["row"]),
                 "col": int(rec["col"]),
                 "image": f"images/{name}",

@@ -1,23 +1,21 @@
 """Segmentation losses by name (smp's where it has them) and median-frequency class weights.
 
-Targets hold class *indices* ``0..K-1`` and :data:`IGNORE` for unlabelled pixels, which every
-loss skips.
+Targets hold class *indices* ``0..K-1`` and ``NODATA_LABEL`` (255) for unlabelled pixels,
+which every loss skips.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import TrainingSettingsError, UnknownArchitectureError
+from ..model._package import NODATA_LABEL
 
 if TYPE_CHECKING:
     import torch
-
-#: Target value of unlabelled pixels (also nodata in label rasters).
-IGNORE = 255
-LOSSES = ("ce", "focal", "dice", "combo")
 
 
 def median_frequency_weights(counts: np.ndarray) -> np.ndarray:
@@ -39,32 +37,63 @@ def median_frequency_weights(counts: np.ndarray) -> np.ndarray:
     return weights
 
 
+#: A loss by name: ``factory(n_classes=K, weight=tensor or None)`` -> a module taking
+#: ``(logits, target)`` that ignores targets equal to ``NODATA_LABEL``.
+LossFactory = Callable[..., "torch.nn.Module"]
+
+
+def _ce(*, n_classes: int, weight: Any) -> torch.nn.Module:
+    import torch
+
+    return torch.nn.CrossEntropyLoss(weight=weight, ignore_index=NODATA_LABEL)
+
+
+def _focal(*, n_classes: int, weight: Any) -> torch.nn.Module:
+    from .._torch import smp
+
+    return smp.losses.FocalLoss(mode="multiclass", ignore_index=NODATA_LABEL)
+
+
+def _dice(*, n_classes: int, weight: Any) -> torch.nn.Module:
+    from .._torch import smp
+
+    return smp.losses.DiceLoss(mode="multiclass", ignore_index=NODATA_LABEL)
+
+
+def _combo(*, n_classes: int, weight: Any) -> torch.nn.Module:
+    return _sum_of(_ce(n_classes=n_classes, weight=weight), _dice(n_classes=n_classes, weight=None))
+
+
+#: The losses ``train(loss=...)`` knows: ``"ce"`` (weighted cross-entropy), ``"focal"``,
+#: ``"dice"``, ``"combo"`` (CE + Dice), and any added by :func:`register_loss`.
+LOSSES: dict[str, LossFactory] = {"ce": _ce, "focal": _focal, "dice": _dice, "combo": _combo}
+
+
+def register_loss(name: str, factory: LossFactory, *, replace: bool = False) -> None:
+    """Make ``factory`` available as ``train(..., loss=name)`` and ``loss = "name"`` in
+    ``[train]``; it is called as ``factory(n_classes=K, weight=class_weights_or_None)`` and
+    returns a module taking ``(logits, target)`` that ignores ``NODATA_LABEL`` targets."""
+    key = name.lower()
+    if key in LOSSES and not replace:
+        raise TrainingSettingsError(f"a loss named {name!r} exists; pass replace=True")
+    LOSSES[key] = factory
+
+
 def make_loss(
     name: str, *, n_classes: int, class_weights: np.ndarray | None = None
 ) -> torch.nn.Module:
-    """``"ce"`` (weighted cross-entropy), ``"focal"``, ``"dice"`` or ``"combo"`` (CE + Dice)."""
+    """The loss called ``name`` (see :data:`LOSSES`), with per-class weights if given."""
     import torch
 
-    from .._torch import smp
-
-    key = name.lower()
+    factory = LOSSES.get(name.lower())
+    if factory is None:
+        raise UnknownArchitectureError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
     weight = None
     if class_weights is not None:
         weight = torch.as_tensor(np.asarray(class_weights), dtype=torch.float32)
         if weight.shape != (n_classes,):
             raise TrainingSettingsError(f"{len(weight)} class weights for {n_classes} classes")
-    if key == "ce":
-        return torch.nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
-    if key == "focal":
-        return smp.losses.FocalLoss(mode="multiclass", ignore_index=IGNORE)
-    if key == "dice":
-        return smp.losses.DiceLoss(mode="multiclass", ignore_index=IGNORE)
-    if key == "combo":
-        return _sum_of(
-            torch.nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE),
-            smp.losses.DiceLoss(mode="multiclass", ignore_index=IGNORE),
-        )
-    raise UnknownArchitectureError(f"unknown loss {name!r}; choose one of {list(LOSSES)}")
+    return factory(n_classes=n_classes, weight=weight)
 
 
 def _sum_of(*losses: torch.nn.Module) -> torch.nn.Module:

@@ -36,7 +36,7 @@ from ._chips import Chips
 
 #: What ``recipe="none"`` uses for every setting not given (the settings of xlandcover 0.1).
 FIXED_DEFAULTS: Mapping[str, Any] = {
-    "arch": "Unet",
+    "architecture": "Unet",
     "encoder": "resnet34",
     "arch_kwargs": {},
     "pixel_branch": 0,
@@ -116,7 +116,7 @@ def auto_settings(profile: DataProfile) -> tuple[dict[str, Any], dict[str, str]]
     why: dict[str, str] = {}
     size = profile.chip_size
 
-    s["arch"], s["encoder"] = "Unet", "tu-mobilenetv3_small_100"
+    s["architecture"], s["encoder"] = "Unet", "tu-mobilenetv3_small_100"
     s["arch_kwargs"] = {"decoder_channels": [128, 64, 32, 16, 16]}
     why["encoder"] = "a small encoder (2 M parameters with its decoder) suits small data and CPUs"
     s["pixel_branch"] = 32

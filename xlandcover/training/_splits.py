@@ -25,7 +25,8 @@ import pandas as pd
 from ..errors import EmptySplitError, SplitWarning
 from ._chips import Chips, distinct_counts
 
-SPLITS = ("train", "val", "test")
+#: The three partitions of a split, in order.
+PARTITIONS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -52,28 +53,28 @@ class Splits:
     def __repr__(self) -> str:
         parts = ", ".join(
             f"{name} {len(part)} chips ({self.dropped.get(name, 0)} dropped)"
-            for name, part in zip(SPLITS, self, strict=True)
+            for name, part in zip(PARTITIONS, self, strict=True)
         )
         return f"<Splits: {parts}; {len(self.assignment)} blocks>"
 
     def export(self, folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the chips of the three partitions as image and label GeoTIFF pairs with one
-        GeoParquet index (``split`` column); see :meth:`Chips.export`."""
+        GeoParquet index (``partition`` column); see :meth:`Chips.export`."""
         from ._export import export_chips
 
-        parts = [(name, part) for name, part in zip(SPLITS, self, strict=True) if len(part)]
+        parts = [(name, part) for name, part in zip(PARTITIONS, self, strict=True) if len(part)]
         return export_chips(parts, folder, overwrite=overwrite)
 
     def summary(self) -> pd.DataFrame:
         """Chips kept and dropped by the buffer, blocks, and labelled pixels per class and
         partition, each pixel counted once however many chips cover it."""
         rows = {}
-        for name, part in zip(SPLITS, self, strict=True):
+        for name, part in zip(PARTITIONS, self, strict=True):
             counts = distinct_counts(part) if len(part) else np.zeros(len(part.class_ids))
             rows[name] = {
                 "chips": len(part),
                 "dropped": int(self.dropped.get(name, 0)),
-                "blocks": int((self.assignment["split"] == name).sum()),
+                "blocks": int((self.assignment["partition"] == name).sum()),
                 **{c.name: int(n) for c, n in zip(part.classes, counts, strict=True)},
             }
         return pd.DataFrame(rows).T
@@ -155,7 +156,7 @@ def spatial_split(
             np.logical_or.at(presence, inverse, chips.counts > 0)
             _check_strata(presence, fr, chips, _blocks_are(by, block_size, unit_name))
         split_of_block = _greedy(sizes, fr, np.random.default_rng(seed), presence)
-    for s, name in enumerate(SPLITS):
+    for s, name in enumerate(PARTITIONS):
         if ((assign is None and fr[s] > 0) or (assign and name in assign)) and not (
             split_of_block == s
         ).any():
@@ -175,7 +176,7 @@ def spatial_split(
     split = _apply_buffer(table, before, buffer * scale, chips)
     parts = []
     dropped = {}
-    for s, name in enumerate(SPLITS):
+    for s, name in enumerate(PARTITIONS):
         part = chips.subset(split == s)
         dropped[name] = int(((before == s) & (split != s)).sum())
         wanted = fr[s] > 0 if assign is None else (name == "train" or name in assign)
@@ -186,9 +187,9 @@ def spatial_split(
                 "smaller buffer or larger blocks, or check for rasters covering the same place"
             )
         parts.append(part)
-    assignment = pd.DataFrame({"block": keys, "split": [SPLITS[s] for s in split_of_block]}).astype(
-        {"block": str}
-    )
+    assignment = pd.DataFrame(
+        {"block": keys, "partition": [PARTITIONS[s] for s in split_of_block]}
+    ).astype({"block": str})
     result = Splits(parts[0], parts[1], parts[2], assignment, dropped,
                     None if block_size is None else float(block_size), unit_name, by,
                     float(buffer), units)  # fmt: skip
@@ -209,9 +210,9 @@ def held_out(splits: Splits, chips: Chips, *, partition: str = "test") -> Chips:
 
     Raises :class:`~xlandcover.errors.EmptySplitError` when none is left.
     """
-    if partition not in SPLITS:
-        raise EmptySplitError(f"partition must be one of {SPLITS}, got {partition!r}")
-    target = SPLITS.index(partition)
+    if partition not in PARTITIONS:
+        raise EmptySplitError(f"partition must be one of {PARTITIONS}, got {partition!r}")
+    target = PARTITIONS.index(partition)
     t = chips.table
     if splits.by == "feature":
         candidate = np.ones(len(t), dtype=bool)
@@ -219,7 +220,9 @@ def held_out(splits: Splits, chips: Chips, *, partition: str = "test") -> Chips:
         scale = _unit_scale(chips, splits.unit_mode)
         size = None if splits.block_size is None else splits.block_size * scale
         keys = _block_keys(chips, splits.by, size)
-        assigned = dict(zip(splits.assignment["block"], splits.assignment["split"], strict=True))
+        assigned = dict(
+            zip(splits.assignment["block"], splits.assignment["partition"], strict=True)
+        )
         candidate = np.array([assigned.get(str(k)) == partition for k in keys])
     others = [p for s, p in enumerate(splits) if s != target and len(p)]
     if others and candidate.any():
@@ -298,7 +301,7 @@ def _warn_losses(
 ) -> None:
     heavy = [
         f"{name} {splits.dropped[name]} of {int((before == s).sum())}"
-        for s, name in enumerate(SPLITS)
+        for s, name in enumerate(PARTITIONS)
         if splits.dropped[name] * 3 > (before == s).sum() > 0
     ]
     if heavy:
@@ -470,14 +473,14 @@ def _explicit(keys: np.ndarray, assign: Mapping[str, Sequence[str]]) -> np.ndarr
     out = np.zeros(len(keys), dtype=np.int64)
     known = set(keys.tolist())
     for name, blocks in assign.items():
-        if name not in SPLITS:
-            raise EmptySplitError(f"assign keys must be among {SPLITS}, got {name!r}")
+        if name not in PARTITIONS:
+            raise EmptySplitError(f"assign keys must be among {PARTITIONS}, got {name!r}")
         for b in blocks:
             if str(b) not in known:
                 raise EmptySplitError(
                     f"block {b!r} given for {name} is not among the blocks {sorted(known)}"
                 )
-            out[keys == str(b)] = SPLITS.index(name)
+            out[keys == str(b)] = PARTITIONS.index(name)
     return out
 
 

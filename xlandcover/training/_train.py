@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from .._compat import renamed_arguments, renamed_settings, warn_deprecated
 from .._files import atomic_write
 from ..errors import (
     BandMismatchError,
@@ -43,11 +44,19 @@ from ..errors import (
 )
 from ..evaluation._metrics import Report
 from ..io._labels import ClassIndex
-from ..model._package import ModelPackage, band_range, package_model, save_model
+from ..model._package import (
+    ARCHITECTURES,
+    NODATA_LABEL,
+    ModelPackage,
+    band_range,
+    known_architecture,
+    package_model,
+    save_model,
+)
 from ..model._spectral import resolve_indices
 from ._augment import Augment, AugmentConfig
 from ._chips import Chips
-from ._losses import IGNORE, make_loss, median_frequency_weights
+from ._losses import make_loss, median_frequency_weights
 from ._recipe import FIXED_DEFAULTS, DataProfile, auto_settings, bounded_class_weights
 from ._splits import Splits
 
@@ -74,8 +83,8 @@ class TrainConfig:
     """
 
     recipe: Recipe = "auto"
-    arch: str | None = None
-    encoder: str | None = None
+    architecture: str | None = None  # an smp architecture ("Unet"), or a registered one
+    encoder: str | None = None  # an smp encoder or "tu-" + a timm model
     encoder_weights: str | None = None  # a local weights file; never a download
     arch_kwargs: Mapping[str, Any] | None = None
     pixel_branch: int | None = None  # width of the per-pixel 1x1 branch; 0: none
@@ -89,7 +98,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     weight_decay: float | None = None
-    schedule: Literal["onecycle", "cosine", "poly", "constant"] | None = None
+    schedule: str | None = None  # a name of SCHEDULES: onecycle, cosine, poly, constant
     optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: momentum 0.9, Nesterov (with "poly")
     ema: float | None = None  # decay of the weights' moving average; 0: off
     amp: Literal["auto", "on", "off"] = "auto"
@@ -105,6 +114,12 @@ class TrainConfig:
     window: int | None = None  # predict window, validated; default the chip size
     overlap: int | None = None
 
+    @property
+    def arch(self) -> str | None:
+        """Deprecated name of :attr:`architecture`."""
+        warn_deprecated("TrainConfig.arch is now TrainConfig.architecture")
+        return self.architecture
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["arch_kwargs"] = None if self.arch_kwargs is None else dict(self.arch_kwargs)
@@ -114,6 +129,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        d = renamed_settings(dict(d), RENAMED_SETTINGS, "training settings")
         known = [f.name for f in fields(cls)]
         for key in d:
             if key not in known:
@@ -127,6 +143,11 @@ class TrainConfig:
         if isinstance(aug, Mapping):
             d["augment"] = AugmentConfig(**aug)
         return cls(**d)
+
+
+# 0.1's spellings of TrainConfig's fields (TOML [train], train(**settings), TrainConfig(...))
+RENAMED_SETTINGS = {"arch": "architecture"}
+TrainConfig.__init__ = renamed_arguments(**RENAMED_SETTINGS)(TrainConfig.__init__)  # type: ignore[method-assign]
 
 
 @dataclass
@@ -194,13 +215,15 @@ def train(
         Continue from ``out_dir/last.pt`` (same data and settings).
     config, **settings
         A :class:`TrainConfig`, and/or its fields as keywords (``recipe="auto"``,
-        ``arch="Unet"``, ``encoder="resnet34"``, ``epochs=30``, ``max_minutes=20``, ...).
+        ``architecture="Unet"``, ``encoder="resnet34"``, ``epochs=30``, ``max_minutes=20``,
+        ...).
         Unset settings come from the recipe (``recipe="auto"``: chosen from the data).
     compare_forest
         Score a per-pixel random forest on the same validation pixels at the end, and warn
         (:class:`~xlandcover.errors.WeakModelWarning`) when the network does not beat it.
     """
     base = config or TrainConfig()
+    settings = renamed_settings(settings, RENAMED_SETTINGS, "train()")
     unknown = set(settings) - {f.name for f in fields(TrainConfig)}
     if unknown:
         TrainConfig.from_dict(settings)  # raises, naming the nearest setting
@@ -305,7 +328,7 @@ class _Run:
         self.device = torch.device(resolve_device(cfg.device))
         _seed_everything(cfg.seed)
 
-        index = ClassIndex(train_chips.class_ids, train_chips.unlabelled)
+        index = ClassIndex(train_chips.class_ids, train_chips.ignore_values)
         self.n_classes, n_bands = index.n, train_chips.n_bands
         mean, std = band_statistics(
             train_chips, seed=cfg.seed, robust=cfg.normalization == "robust"
@@ -367,7 +390,7 @@ class _Run:
             overlap=cfg.overlap,
             nodata=train_chips.sources[0].image_nodata,
             description=description,
-            architecture=cfg.arch,
+            architecture=cfg.architecture,
             arch_kwargs=self.arch_kwargs,
             input_range=band_range(train_chips, seed=cfg.seed),
         )
@@ -478,7 +501,7 @@ class _Run:
 
         package = package_model(self.ema.module, **self.package_kwargs)
         try:
-            report = evaluate(package, split=self.val_chips, device=str(self.device))
+            report = evaluate(model=package, partition=self.val_chips, device=str(self.device))
         finally:
             forget(package.sha256)
         self.last_report = report
@@ -535,7 +558,7 @@ class _Run:
         from ..evaluation._calibration import expected_calibration_error, fit_temperature, softmax
         from ..model._package import with_temperature
 
-        index = ClassIndex(self.train_chips.class_ids, self.train_chips.unlabelled)
+        index = ClassIndex(self.train_chips.class_ids, self.train_chips.ignore_values)
         val = ChipData(self.val_chips, index, self.data.mean[:, 0, 0], self.data.std[:, 0, 0])
         rows = np.random.default_rng(self.cfg.seed).permutation(len(val))[:max_chips]
         net = model.build_module(str(self.device))
@@ -546,14 +569,16 @@ class _Run:
                 logits.append(net(x.to(self.device)).float().cpu().numpy()[:, :, ::2, ::2])
                 targets.append(y.numpy()[:, ::2, ::2])
         scores, truth = np.concatenate(logits), np.concatenate(targets)
-        if not (truth != IGNORE).any():
+        if not (truth != NODATA_LABEL).any():
             return {}
-        t = fit_temperature(scores, truth, ignore_index=IGNORE, seed=self.cfg.seed)
+        t = fit_temperature(scores, truth, ignore_index=NODATA_LABEL, seed=self.cfg.seed)
         result = {
             "temperature": t,
-            "ece_before": expected_calibration_error(softmax(scores), truth, ignore_index=IGNORE),
+            "ece_before": expected_calibration_error(
+                softmax(scores), truth, ignore_index=NODATA_LABEL
+            ),
             "ece_after": expected_calibration_error(
-                softmax(scores, temperature=t), truth, ignore_index=IGNORE
+                softmax(scores, temperature=t), truth, ignore_index=NODATA_LABEL
             ),
         }
         errors = {k: v for k, v in result.items() if k != "temperature"}
@@ -718,13 +743,23 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
 }
 
 
+def register_schedule(
+    name: str, factor: Callable[[float], float], *, replace: bool = False
+) -> None:
+    """Make ``factor`` available as ``train(..., schedule=name)``: the factor of the peak
+    learning rate at training progress ``t`` in [0, 1]."""
+    if name in SCHEDULES and not replace:
+        raise TrainingSettingsError(f"a schedule named {name!r} exists; pass replace=True")
+    SCHEDULES[name] = factor
+
+
 # --- data -------------------------------------------------------------------------------------
 
 
 class ChipData:
     """Chips as normalised tensors: ``x`` float32 ``(C, s, s)``, ``y`` int64 class indices.
 
-    Nodata image pixels become 0 (the band mean) and :data:`IGNORE` in ``y``. Chips are read
+    Nodata image pixels become 0 (the band mean) and :data:`NODATA_LABEL` in ``y``. Chips are read
     on first use and kept in memory when all of them fit in :data:`CACHE_LIMIT_BYTES`.
     """
 
@@ -762,7 +797,7 @@ class ChipData:
         x = (image.astype(np.float32) - self.mean) / self.std
         x[:, ~valid] = 0.0
         y = self.index(labels)
-        y[(y >= self.index.n) | ~valid] = IGNORE
+        y[(y >= self.index.n) | ~valid] = NODATA_LABEL
         return x, y.astype(np.uint8)
 
     def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -864,7 +899,7 @@ def _check_values(cfg: TrainConfig) -> None:
 
 
 def _describe(cfg: TrainConfig, reasons: Mapping[str, str]) -> str:
-    keys = ("arch", "encoder", "pixel_branch", "indices", "batch_size", "epochs",
+    keys = ("architecture", "encoder", "pixel_branch", "indices", "batch_size", "epochs",
             "steps_per_epoch", "lr", "schedule", "ema", "loss", "class_weights", "normalization",
             "window", "overlap", "val_every", "max_minutes")  # fmt: skip
     return ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys)
@@ -885,7 +920,7 @@ def _best_report(model: ModelPackage, run: _Run) -> Report:
         return best
     from ..evaluation._evaluate import evaluate
 
-    return evaluate(model, split=run.val_chips, device=str(run.device))
+    return evaluate(model=model, partition=run.val_chips, device=str(run.device))
 
 
 def _forest_on_val(train_chips: Chips, val_chips: Chips, seed: int) -> Report | None:
@@ -939,13 +974,15 @@ def _write_report(path: Path, result: TrainResult, profile: DataProfile) -> None
 def _check_names(cfg: TrainConfig) -> None:
     from .._torch import smp
 
-    assert cfg.arch is not None and cfg.encoder is not None
+    assert cfg.architecture is not None and cfg.encoder is not None
     archs = sorted(smp.MODEL_ARCHITECTURES_MAPPING)
-    if cfg.arch.lower() not in archs:
+    if not known_architecture(cfg.architecture):
         raise UnknownArchitectureError(
-            f"unknown architecture {cfg.arch!r}; segmentation-models-pytorch has {archs}"
+            f"unknown architecture {cfg.architecture!r}; segmentation-models-pytorch has {archs}"
         )
-    if cfg.encoder.startswith("tu-"):
+    if cfg.architecture.lower() in ARCHITECTURES:
+        pass  # a registered architecture checks its own arguments
+    elif cfg.encoder.startswith("tu-"):
         import timm
 
         if not timm.list_models(cfg.encoder[3:]):
@@ -968,8 +1005,8 @@ def _check_names(cfg: TrainConfig) -> None:
 def _build_model(cfg: TrainConfig, arch_kwargs: Mapping[str, Any]) -> torch.nn.Module:
     from ..model._package import build_architecture
 
-    assert cfg.arch is not None
-    model = build_architecture(cfg.arch, arch_kwargs)
+    assert cfg.architecture is not None
+    model = build_architecture(cfg.architecture, arch_kwargs)
     if cfg.encoder_weights:
         _load_encoder_weights(model, Path(cfg.encoder_weights))
     return model
