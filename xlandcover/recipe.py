@@ -119,7 +119,7 @@ def auto_settings(profile: DataProfile) -> tuple[dict[str, Any], dict[str, str]]
     s["arch"], s["encoder"] = "Unet", "tu-mobilenetv3_small_100"
     s["arch_kwargs"] = {"decoder_channels": [128, 64, 32, 16, 16]}
     why["encoder"] = "a small encoder (2 M parameters with its decoder) suits small data and CPUs"
-    s["pixel_branch"] = 32
+    s["pixel_branch"] = 16
     why["pixel_branch"] = "each pixel's own spectrum at full resolution, beside the context"
     s["indices"] = []
     if available_indices(profile.bands):
