@@ -4,11 +4,11 @@
 #
 #     bash benchmarks/gpu_check.sh
 #
-# 1. An environment of its own, .venv-gpu (GPU_VENV to change it): a CUDA build of torch at
-#    the project's pin where the machine has none (the Linux wheel on PyPI is one; set
-#    PIP_FIND_LINKS to a folder of wheels on machines without network), and xlandcover with
-#    its `cuda` extra (dask-cuda, for the driver's CUDA major version). dask-cuda pins its own
-#    dask, so this never touches the project's pinned .venv.
+# 1. An environment of its own, .venv-gpu (GPU_VENV to change it): the machine's Python's
+#    CUDA torch where it has one, else a CUDA build of torch at the project's pin (the Linux
+#    wheel on PyPI is one; PIP_FIND_LINKS=folder PIP_NO_INDEX=1 for wheels on machines without
+#    network), and xlandcover with its `cuda` extra (dask-cuda, for the driver's CUDA major
+#    version). dask-cuda pins its own dask, so this never touches the project's pinned .venv.
 # 2. The tests marked `cuda` (tests/test_cuda.py).
 # 3. benchmarks/gpu_check.py: forward alone and end to end with U-Net/ResNet-34 on 512 px
 #    windows at the auto batch size, GPU utilisation from nvidia-smi during predict, km²/h for
@@ -34,16 +34,26 @@ fi
 if [ "$gpus" -gt 0 ]; then
   echo "gpu_check: $gpus GPU(s):" && nvidia-smi -L
   venv=${GPU_VENV:-.venv-gpu}
-  [ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
+  base=${PYTHON:-python3}
+  has_cuda_torch='import torch, sys; sys.exit(not torch.cuda.is_available())'
+  if [ ! -x "$venv/bin/python" ]; then
+    if "$base" -c "$has_cuda_torch" 2>/dev/null; then
+      # the machine's Python already has a CUDA torch (GPU images often do): reuse it
+      "$base" -m venv --system-site-packages "$venv"
+    else
+      "$base" -m venv "$venv"
+    fi
+  fi
+  # pip reads PIP_FIND_LINKS / PIP_NO_INDEX from the environment (offline machines: wheels)
   pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
-  [ -n "${PIP_FIND_LINKS:-}" ] && pip+=(--find-links "$PIP_FIND_LINKS")
   torch_pin=$(grep -E '^torch==' requirements/constraints.txt)
-  if ! "$venv/bin/python" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
-      2>/dev/null; then
+  if ! "$venv/bin/python" -c "$has_cuda_torch" 2>/dev/null; then
     echo "gpu_check: installing a CUDA build of $torch_pin into $venv"
     "${pip[@]}" "$torch_pin"
   fi
-  echo "$torch_pin" >"$venv/torch-constraint.txt"  # keep that torch through what follows
+  # keep the torch found or installed through what follows
+  "$venv/bin/python" -c 'import torch; print("torch==" + torch.__version__.split("+")[0])' \
+    >"$venv/torch-constraint.txt"
   cuda_major=$(nvidia-smi | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\).*/\1/p' | head -1)
   "${pip[@]}" -c "$venv/torch-constraint.txt" -e ".[cuda]" "dask-cuda[cu${cuda_major:-12}]" \
     pytest pytest-timeout hypothesis psutil

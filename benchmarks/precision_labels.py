@@ -3,7 +3,7 @@
 The two scenes in ``xlandcover/data`` with their demo models (Zion: Landsat 8, U-Net
 MobileNetV3-small x0.5; Dubai: aerial RGB, U-Net MobileNetV3-small), whole scenes at the
 packages' windows, on this machine's device (CPU here). Prints JSON and saves it as
-``benchmarks/results/precision_labels-<machine>.json``::
+``benchmarks/results/precision_labels-<precision>-<device>-<cores>core.json``::
 
     python benchmarks/precision_labels.py [--precision bf16] [--device cpu]
 """
@@ -67,7 +67,7 @@ def main() -> None:
     text = json.dumps(result, indent=2)
     print(text)
     cores = len(os.sched_getaffinity(0))
-    name = f"precision_labels-{args.device}-{cores}core.json"
+    name = f"precision_labels-{args.precision}-{args.device}-{cores}core.json"
     (ROOT / "benchmarks" / "results" / name).write_text(text + "\n")
 
 

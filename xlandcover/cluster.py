@@ -33,7 +33,22 @@ def client_for(
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
 ) -> Iterator[Any]:
-    """A :class:`distributed.Client` for ``scheduler``; clusters started here stop on exit."""
+    """A :class:`distributed.Client` for ``scheduler``; clusters started here stop on exit.
+
+    Parameters
+    ----------
+    scheduler
+        A :class:`distributed.Client`, a scheduler address (``"tcp://host:8786"``),
+        ``"local"`` or ``"inprocess"`` (see the module docstring). ``"local"`` on a machine
+        with CUDA GPUs and dask-cuda (``pip install "xlandcover[cuda]"``) starts
+        ``dask_cuda.LocalCUDACluster`` with one worker per GPU; each builds the model once and
+        takes a share of the chunks.
+    n_workers
+        Workers of a local cluster (one by default; with Dask-CUDA, at most one per GPU).
+    threads_per_worker
+        Task threads per worker (default: the cores shared among CPU workers;
+        :data:`CUDA_THREADS_PER_WORKER` on GPU workers).
+    """
     from distributed import Client
 
     if isinstance(scheduler, Client):

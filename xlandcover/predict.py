@@ -182,7 +182,7 @@ def predict(
         ``"auto"`` (default): ``"fp16"`` on CUDA GPUs with tensor cores, ``"fp32"`` elsewhere
         (CPU, MPS), decided by the worker that runs the model. Half precision changes a few
         near-tie labels; measured on the embedded scenes against fp32, fp16 changes 0.03-0.04 %
-        of them and ``"bf16"`` 0.3 % (see the prediction guide). A chunk whose fp16 logits
+        of them and ``"bf16"`` 0.27-0.31 % (see the prediction guide). A chunk whose fp16 logits
         overflow is run again in fp32. ``"fp32"`` gives the reference result.
 
     Returns

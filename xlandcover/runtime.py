@@ -142,11 +142,12 @@ def resolve_precision(precision: str, device: str) -> str:
     GPUs with tensor cores (compute capability 7.0 and later) and ``"fp32"`` elsewhere (CPU,
     MPS, older GPUs); an explicit choice is kept. Called on the worker that runs the model.
 
-    Why fp16 and not bf16: measured with the demo models on the embedded scenes (on CPU),
-    bf16 autocast changes 0.31 % (Zion) and 0.36 % (Dubai) of the labels, fp16 0.04 % and
-    0.03 %: bf16's 8-bit mantissa flips every pixel whose two most probable classes are
-    within about 0.003. Both run at the same tensor-core speed; fp16's narrower range is
-    guarded by the engine (a chunk whose fp16 logits are not finite is run again in fp32).
+    Why fp16 and not bf16: measured with the demo models on the embedded scenes (on CPU,
+    ``benchmarks/precision_labels.py``), bf16 autocast changes 0.31 % (Zion) and 0.27 %
+    (Dubai) of the labels, fp16 0.044 % and 0.026 %: bf16's 8-bit mantissa flips pixels
+    whose two most probable classes are within about 0.003. Both run at the same
+    tensor-core speed; fp16's narrower range is guarded by the engine (a chunk whose fp16
+    logits are not finite is run again in fp32).
     """
     check_precision(precision)
     if precision != "auto":
