@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +95,18 @@ def make_image(
         },
     )
     return da.rio.write_crs(crs) if crs else da
+
+
+@contextmanager
+def raise_if_dask_computes() -> Iterator[None]:
+    """Fail if anything is computed with Dask inside the block (xarray's test helper)."""
+    import dask
+
+    def scheduler(dsk, keys, **kwargs):
+        raise AssertionError(f"{len(dsk)} Dask tasks were computed where nothing should be")
+
+    with dask.config.set(scheduler=scheduler):
+        yield
 
 
 @pytest.fixture(params=["numpy", "dask"])

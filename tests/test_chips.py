@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from xlandcover.errors import (
     UnknownClassError,
 )
 from xlandcover.labels import labels_from_colors, open_color_mask
+from xlandcover.windows import AxisGrid
 
 from .conftest import DUBAI, ZION, make_image
 
@@ -214,3 +216,92 @@ def _bands(path) -> int:
 
     with rasterio.open(path) as src:
         return src.count
+
+
+# --- sparse labels (points, polygons) ----------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    h=st.integers(40, 110),
+    w=st.integers(40, 110),
+    size=st.sampled_from([16, 24, 32]),
+    stride_frac=st.sampled_from([0.5, 0.75, 1.0]),
+    chunk=st.integers(9, 60),
+    seed=st.integers(0, 1000),
+    n_points=st.integers(1, 25),
+)
+def test_sparse_labels_every_labelled_pixel_in_a_chip_for_any_chunking(
+    h, w, size, stride_frac, chunk, seed, n_points
+):
+    rng = np.random.default_rng(seed)
+    stride = max(1, int(size * stride_frac))
+    img = make_image(h, w)
+    values = np.full((h, w), 255, dtype=np.uint8)
+    values[rng.integers(0, h, n_points), rng.integers(0, w, n_points)] = 1
+    side = size - stride + 1  # a patch this big always fits whole in one grid chip
+    r, c = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    values[r : r + side, c : c + side] = 2
+    lab = make_labels(img).copy(data=values).rio.write_nodata(255)
+    feats = lab.copy(data=np.where(values == 2, 7, np.where(values == 1, 3, 0)).astype(np.uint32))
+    chunked = xlc.sample_chips(
+        img.chunk({"y": chunk, "x": chunk + 5}),
+        lab.chunk(chunk),
+        size=size,
+        stride=stride,
+        features=feats.chunk(chunk + 2),
+    )
+    whole = xlc.sample_chips(img, lab, size=size, stride=stride, features=feats)
+    pd.testing.assert_frame_equal(chunked.table, whole.table)  # chunking changes nothing
+    t = whole.table
+    covered = np.zeros((h, w), dtype=bool)
+    for row, col in t[["row", "col"]].to_numpy():
+        covered[row : row + size, col : col + size] = True
+        window = values[row : row + size, col : col + size]
+        assert (window != 255).any()  # only chips holding labels are kept
+    assert covered[values != 255].all()  # ... and they hold every labelled pixel
+    whole_patch = (t["row"] <= r) & (t["row"] + size >= r + side)
+    whole_patch &= (t["col"] <= c) & (t["col"] + size >= c + side)
+    assert whole_patch.any()
+    # chips sit on the dense grid (stride apart, the last row/column at the edge): they
+    # overlap as that grid allows, no more
+    assert set(t["row"]) <= set(AxisGrid(h, size, stride).starts.tolist())
+    assert set(t["col"]) <= set(AxisGrid(w, size, stride).starts.tolist())
+    for row, col, lminx, lmaxy, lmaxx, lminy in t[
+        ["row", "col", "lminx", "lmaxy", "lmaxx", "lminy"]
+    ].to_numpy():
+        rr, cc = np.nonzero(values[int(row) : int(row) + size, int(col) : int(col) + size] != 255)
+        assert lminx == 300_000.0 + 10.0 * (col + cc.min())
+        assert lmaxx == 300_000.0 + 10.0 * (col + cc.max() + 1)
+        assert lmaxy == 4_100_000.0 - 10.0 * (row + rr.min())
+        assert lminy == 4_100_000.0 - 10.0 * (row + rr.max() + 1)
+    for row, col, dominant, found in t[["row", "col", "feature", "features"]].to_numpy():
+        window = feats.values[int(row) : int(row) + size, int(col) : int(col) + size]
+        ids, counts = np.unique(window[window > 0], return_counts=True)
+        assert found == tuple(ids.tolist())
+        assert dominant == ids[counts == counts.max()].min()
+
+
+def test_sparse_min_labelled_drops_chips_with_too_few():
+    img = make_image(64, 64)
+    values = np.full((64, 64), 255, dtype=np.uint8)
+    values[5, 5] = 1  # a lone point in chip (0, 0)
+    values[40:44, 40:44] = 2  # 16 px in chip (32, 32)
+    lab = make_labels(img).copy(data=values).rio.write_nodata(255)
+    chips = xlc.sample_chips(img, lab, size=32, min_labelled=4)
+    assert chips.table[["row", "col"]].values.tolist() == [[32, 32]]
+    assert chips.table["labelled"].tolist() == [16]
+
+
+@pytest.mark.parametrize("max_pixels", [3 * 32 * 100, 64 * 2**20])
+def test_reading_many_chips_at_once_equals_reading_each(max_pixels):
+    img = make_image(200, 230).chunk({"y": 64, "x": 64})
+    chips = xlc.sample_chips([img, img.isel(y=slice(0, 120))],
+                             [make_labels(img), make_labels(img.isel(y=slice(0, 120)))],
+                             size=32, stride=16)  # fmt: skip
+    rows = np.random.default_rng(0).permutation(len(chips))[:80]
+    got = dict(chips.read_many(rows, max_pixels=max_pixels))
+    assert sorted(got) == sorted(rows.tolist())
+    for i in rows:
+        for a, b in zip(chips.read(int(i)), got[int(i)], strict=True):
+            np.testing.assert_array_equal(a, b)

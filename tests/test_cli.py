@@ -77,6 +77,8 @@ def test_cli_reports_errors_plainly(tmp_path, landsat_model, caplog):
             str(tmp_path / "x.tif"),
             "--device",
             "tpu",
+            "--bands",
+            "blue,green,red,nir",
         ]
     )
     assert rc == 1 and "unknown device 'tpu'" in caplog.text

@@ -52,6 +52,10 @@ def test_auto_recipe_fills_what_is_not_given_and_records_why(splits, tmp_path):
     assert meta.arch_kwargs["pixel_branch"] == 8 and (meta.window, meta.overlap) == (32, 8)
     report = json.loads((tmp_path / "training_report.json").read_text())
     assert report["settings"]["ema"] == s["ema"] and report["profile"]["chip_size"] == 32
+    # a softmax temperature fitted on the validation chips, in the package predict uses
+    t = report["calibration"]["temperature"]
+    assert 0.05 <= t <= 20 and meta.temperature == pytest.approx(t)
+    assert report["calibration"]["ece_after"] <= report["calibration"]["ece_before"] + 1e-9
     assert set(report["class_shares"]) == {"class 1", "class 2"}
 
 
@@ -215,12 +219,13 @@ def test_union_area_counts_overlapping_chips_once():
 
 
 def test_auto_chip_size_follows_pixel_size_and_extent():
-    assert auto_chip_size([(4000, 4000)], 0.5) == 256
-    assert auto_chip_size([(2000, 2000)], 0.5) == 128  # an eighth of the shorter side
+    assert auto_chip_size([(8000, 8000)], 0.5) == 256
+    assert auto_chip_size([(4000, 4000)], 0.5) == 128  # room for about 256 chips: 250 px
     assert auto_chip_size([(4000, 4000)], 10.0) == 128
     assert auto_chip_size([(1128, 1428)], 30.0) == 64
-    assert auto_chip_size([(512, 512)], 10.0) == 64  # an eighth of a small scene
-    assert auto_chip_size([(509, 544), (2149, 1480)], None) == 128  # largest image sets it
+    assert auto_chip_size([(768, 1536)], 10.0) == 64  # room for about 256 chips: 68 px
+    assert auto_chip_size([(512, 512)], 10.0) == 64  # never below 64
+    assert auto_chip_size([(1000, 1500)] * 60, None) == 256  # many aerial tiles
 
 
 def test_auto_settings_scale_steps_and_batches_with_the_data():
@@ -233,3 +238,42 @@ def test_auto_settings_scale_steps_and_batches_with_the_data():
     assert b["batch_size"] == 4 and b["epochs"] * b["steps_per_epoch"] == 6000
     assert s["window"] == 64 and b["window"] == 256
     assert b["val_every"] >= 1
+
+
+def test_spectral_indices_are_computed_from_the_raw_bands_inside_the_network():
+    import torch
+
+    from xlandcover._nets import SpectralIndices
+    from xlandcover.errors import BandMismatchError
+    from xlandcover.spectral import available_indices, resolve_indices
+
+    mean, std = [100.0, 50.0], [10.0, 5.0]
+    net = SpectralIndices(torch.nn.Identity(), [(1, 0)], mean, std)
+    raw = torch.tensor([[[[300.0]], [[100.0]]]])  # red 300, nir 100 -> ndvi = -0.5
+    x = (raw - torch.tensor(mean).view(1, 2, 1, 1)) / torch.tensor(std).view(1, 2, 1, 1)
+    out = net(x)
+    assert out.shape == (1, 3, 1, 1) and float(out[0, 2]) == pytest.approx(2 * -0.5)
+    assert torch.equal(out[:, :2], x)  # the bands pass through unchanged
+    assert resolve_indices(["red", "nir"], ["ndvi"]) == [("ndvi", 1, 0)]
+    assert resolve_indices(["a", "b"], {"mine": ["b", "a"]}) == [("mine", 1, 0)]
+    s2 = ["B2", "B3", "B4", "B8", "B8A", "B11", "B12"]  # Sentinel-2 names, without zeros
+    assert resolve_indices(s2, ["ndvi", "mndwi"]) == [("ndvi", 3, 2), ("mndwi", 1, 5)]
+    assert available_indices(["B2", "B3", "B4", "B8"]) == []  # no B8A: could be Landsat
+    with pytest.raises(BandMismatchError, match="needs bands 'nir' and 'red'"):
+        resolve_indices(["blue", "green", "red"], ["ndvi"])
+    with pytest.raises(BandMismatchError, match="unknown spectral index 'evi'"):
+        resolve_indices(["red", "nir"], ["evi"])
+
+
+def test_a_model_with_indices_trains_packages_and_predicts(tmp_path):
+    img = make_image(128, 128, bands=("blue", "green", "red", "nir"), seed=5)
+    chips = xlc.sample_chips(img, easy_labels(img), size=32)
+    sp = xlc.spatial_split(chips, block_size=640.0, fractions=(0.6, 0.2, 0.2), seed=0)
+    r = xlc.train(sp, out_dir=tmp_path, progress=False, compare_forest=False, epochs=1,
+                  indices=["ndvi", "ndwi"], **TINY_NET)  # fmt: skip
+    assert "indices" in r.reasons  # offered by the band names, not chosen by default
+    meta = r.model.metadata
+    assert meta.arch_kwargs["indices"]["pairs"] == [[3, 2], [1, 3]]
+    assert meta.arch_kwargs["in_channels"] == 4  # the package takes the bands; indices inside
+    labels = xlc.predict(img, r.model).values
+    assert set(np.unique(labels)) <= {1, 2}

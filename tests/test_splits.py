@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import xlandcover as xlc
 from xlandcover.errors import EmptySplitError, SplitWarning
-from xlandcover.splits import _gaps
+from xlandcover.splits import _gaps, labelled_bounds
 
 from .conftest import make_image
 from .test_chips import make_labels
@@ -140,3 +140,95 @@ def test_errors_name_the_empty_partition_and_why():
         xlc.spatial_split(chips, block_size=100.0, fractions=(0.5, 0.2, 0.2))
     with pytest.raises(EmptySplitError, match="buffer"):
         xlc.spatial_split(CHIPS[(16, 16)], block_size=480.0, seed=1, buffer=10_000.0)
+
+
+# --- vector features: by="feature", buffers from labelled pixels ---------------------------------
+
+
+def feature_chips(n=40, seed=0, size=16, stride=8):
+    """Chips over small random boxes (some overlapping) burnt from a vector table."""
+    import geopandas as gpd
+    import shapely
+
+    rng = np.random.default_rng(seed)
+    img = make_image(200, 200)
+    cols, rows = rng.uniform(0, 196, n), rng.uniform(0, 196, n)
+    sides = rng.uniform(1.5, 6, n)
+    boxes = [
+        shapely.box(300_000 + 10 * c, 4_100_000 - 10 * (r + s), 300_000 + 10 * (c + s),
+                    4_100_000 - 10 * r)
+        for c, r, s in zip(cols, rows, sides, strict=True)
+    ]  # fmt: skip
+    table = gpd.GeoDataFrame({"cover": rng.integers(1, 4, n)}, geometry=boxes, crs=32612)
+    labels = xlc.rasterize_labels(table, img.chunk(64), column="cover")
+    features = xlc.rasterize_features(table, img.chunk(64))
+    return xlc.sample_chips(img, labels, size=size, stride=stride, features=features)
+
+
+FEATURE_CHIPS = feature_chips()
+
+
+@pytest.mark.filterwarnings("ignore::xlandcover.errors.SplitWarning")
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    buffer=st.sampled_from([0.0, 30.0, 80.0]),
+    fractions=st.sampled_from([(0.7, 0.15, 0.15), (0.5, 0.25, 0.25), (0.8, 0.0, 0.2)]),
+)
+def test_by_feature_keeps_every_feature_in_one_partition(seed, buffer, fractions):
+    chips = FEATURE_CHIPS
+    try:
+        splits = xlc.spatial_split(chips, by="feature", fractions=fractions, buffer=buffer,
+                                   seed=seed)  # fmt: skip
+    except EmptySplitError:
+        return
+    home: dict[int, str] = {}
+    for name, part in zip(("train", "val", "test"), splits, strict=True):
+        for ids in part.table["features"]:
+            for f in ids:  # no chip of another partition holds any pixel of this feature
+                assert home.setdefault(f, name) == name
+    parts = list(splits)
+    for a in range(3):
+        for b in range(a + 1, 3):
+            if len(parts[a]) and len(parts[b]):
+                la, lb = labelled_bounds(parts[a].table), labelled_bounds(parts[b].table)
+                # no chip holds labelled pixels of another partition's chips
+                assert (_gaps(bounds(parts[a]), lb) >= 0).all()
+                assert (_gaps(la, bounds(parts[b])) >= 0).all()
+                assert (_gaps(la, lb) >= buffer).all()
+    assert splits.by == "feature" and splits.buffer == buffer
+
+
+def test_by_feature_groups_features_that_share_a_chip_and_needs_features():
+    chips = FEATURE_CHIPS
+    splits = xlc.spatial_split(chips, by="feature", seed=0)
+    n_groups = len(splits.assignment)
+    n_features = len({f for ids in chips.table["features"] for f in ids})
+    assert 1 < n_groups < n_features  # near features were joined, far ones were not
+    plain = xlc.sample_chips(chips.sources[0].image, chips.sources[0].labels, size=16)
+    with pytest.raises(EmptySplitError, match=r"features=xlandcover\.rasterize_features"):
+        xlc.spatial_split(plain, by="feature")
+
+
+def test_buffer_is_measured_between_labelled_pixels():
+    """Two 3 px polygons 15 px apart: chips around them touch, their labels do not."""
+    import geopandas as gpd
+    import shapely
+
+    img = make_image(48, 48)
+
+    def box(col):
+        return shapely.box(300_000 + 10 * col, 4_100_000 - 130, 300_000 + 10 * (col + 3),
+                           4_100_000 - 100)  # fmt: skip
+
+    table = gpd.GeoDataFrame({"c": [1, 1]}, geometry=[box(10), box(28)], crs=32612)
+    chips = xlc.sample_chips(img, xlc.rasterize_labels(table, img, column="c"), size=16,
+                             stride=8, features=xlc.rasterize_features(table, img))  # fmt: skip
+    assert len(chips) == 8  # rows 0 and 8; columns 0, 8 (first box), 16, 24 (second)
+    split = xlc.spatial_split(chips, by="feature", fractions=(0.5, 0.0, 0.5), buffer=140.0)
+    # chips of the two partitions overlap (columns 8-24 and 16-32), but hold none of each
+    # other's labelled pixels, which are 150 m apart: all are kept
+    assert len(split.train) == 4 and len(split.test) == 4 and split.dropped["train"] == 0
+    assert (_gaps(bounds(split.train), bounds(split.test)) < 0).any()
+    with pytest.raises(EmptySplitError, match="lost all its chips"):
+        xlc.spatial_split(chips, by="feature", fractions=(0.5, 0.0, 0.5), buffer=160.0)

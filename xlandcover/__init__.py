@@ -12,6 +12,7 @@ from .baseline import random_forest_baseline
 from .chips import Chips, sample_chips
 from .errors import XLandcoverError
 from .evaluate import evaluate, score_map
+from .gallery import show_results
 from .io import open_raster
 from .labels import labels_from_colors, open_color_mask
 from .metrics import Report, confusion_matrix
@@ -22,6 +23,7 @@ from .sampling import read_sample, sample_design, sample_size, write_sample
 from .splits import Splits, spatial_split
 from .stac import load_stac
 from .train import TrainConfig, TrainResult, train
+from .vector import rasterize_features, rasterize_labels
 from .write import to_cog, to_zarr
 
 __all__ = [
@@ -48,6 +50,8 @@ __all__ = [
     "open_raster",
     "predict",
     "random_forest_baseline",
+    "rasterize_features",
+    "rasterize_labels",
     "read_sample",
     "register_preset",
     "sample_chips",
@@ -55,6 +59,7 @@ __all__ = [
     "sample_size",
     "save_model",
     "score_map",
+    "show_results",
     "spatial_split",
     "to_cog",
     "to_zarr",

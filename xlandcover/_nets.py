@@ -42,3 +42,41 @@ class PixelBranch(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + self.pixel(x)
+
+
+class SpectralIndices(torch.nn.Module):
+    """Normalised-difference indices of the input bands, appended as channels for ``base``.
+
+    The input is normalised (``(raw - mean) / std`` per band, as the package says); the
+    indices are computed from the raw values, ``(a - b) / (a + b)`` clipped to [-1, 1] and
+    doubled (about unit spread), so predict computes exactly what training saw.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(
+        self,
+        base: torch.nn.Module,
+        pairs: list[tuple[int, int]],
+        mean: list[float],
+        std: list[float],
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.pairs = [(int(a), int(b)) for a, b in pairs]
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    @property
+    def encoder(self) -> Any:
+        return self.base.encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raw = x * self.std + self.mean
+        extra = []
+        for a, b in self.pairs:
+            num, den = raw[:, a] - raw[:, b], raw[:, a] + raw[:, b]
+            nd = torch.where(den.abs() > 1e-6, num / den.abs().clamp_min(1e-6), 0.0)
+            extra.append(2.0 * nd.clamp(-1.0, 1.0))
+        return self.base(torch.cat([x, torch.stack(extra, dim=1)], dim=1))

@@ -134,8 +134,7 @@ def _sample_pixels(
     per_chip = max(1, -(-max_pixels // len(chips)))
     xs, ys, keys = [], [], []
     t = chips.table
-    for i in range(len(chips)):
-        image, labels, valid = chips.read(i)
+    for i, (image, labels, valid) in chips.read_many(range(len(chips))):
         idx = index(labels)
         ok = np.flatnonzero((valid & (idx < index.n)).ravel())
         if len(ok) == 0:

@@ -1,5 +1,5 @@
-"""Command line: ``xlandcover demo``, ``predict``, ``train``, ``evaluate``, ``sample-design``
-and ``assess``."""
+"""Command line: ``xlandcover demo``, ``predict``, ``train``, ``evaluate``, ``chips``,
+``sample-design`` and ``assess``."""
 
 from __future__ import annotations
 
@@ -86,6 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="forward-pass arithmetic (autocast); auto: fp16 on GPUs with tensor cores, else fp32",
     )
     pred.add_argument("--bands", help="comma-separated band names of the source")
+    pred.add_argument(
+        "--match-bands-by-position",
+        action="store_true",
+        help="use the source's bands in their order even where they have no names",
+    )
     pred.add_argument("--tta", action="store_true", help="average the four flips")
     pred.add_argument(
         "--mmu",
@@ -127,6 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also the expected calibration error before/after the package's temperature",
     )
+
+    ch = sub.add_parser(
+        "chips", help="export a configuration's chips as GeoTIFF pairs with a GeoParquet index"
+    )
+    ch.add_argument("config", type=Path, help="run configuration (see examples/configs)")
+    ch.add_argument("--out", type=Path, required=True, help="output folder")
+    ch.add_argument("--overwrite", action="store_true", help="replace an earlier export")
 
     sd = sub.add_parser(
         "sample-design", help="draw a stratified random sample of a map for accuracy and area"
@@ -172,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "predict": _predict,
         "train": _train,
         "evaluate": _evaluate,
+        "chips": _chips,
         "sample-design": _sample_design,
         "assess": _assess,
     }
@@ -227,6 +240,9 @@ def _predict(args: argparse.Namespace) -> int:
     import xarray as xr
 
     from . import load_model, open_raster, to_cog
+    from .cluster import scheduler_address
+    from .io import check_chunks
+    from .outputs import check_distinct, output_lock, output_record
 
     if args.out is None and args.cog is None:
         log.error("error: give an output: --out OUT.zarr and/or --cog OUT.tif")
@@ -234,6 +250,11 @@ def _predict(args: argparse.Namespace) -> int:
     if bool(args.source) == bool(args.stac):
         log.error("error: give either raster paths or --stac URL (with --bbox and --datetime)")
         return 2
+    inputs = [*args.source, args.model]
+    check_distinct([p for p in (args.out, args.cog) if p is not None], inputs)
+    check_chunks(args.chunk, what="--chunk")
+    if args.out is not None and args.scheduler not in ("local", "inprocess"):
+        scheduler_address(args.scheduler)  # a mistyped address fails before any work
     model = load_model(args.model)
     if args.stac:
         from .stac import load_stac
@@ -262,6 +283,7 @@ def _predict(args: argparse.Namespace) -> int:
         tta=args.tta,
         chunks=args.chunk,
         precision=args.precision,
+        match_bands="position" if args.match_bands_by_position else "name",
     )
     if args.mmu is not None:  # chunk-independent sieve, see docs/predict.md
         labels = labels.landcover.sieve(args.mmu)
@@ -273,6 +295,7 @@ def _predict(args: argparse.Namespace) -> int:
         args.window or "default",
         args.device,
     )
+    job = None
     if args.out is not None:
         from .cluster import client_for
         from .resume import write_zarr_resumable
@@ -280,14 +303,25 @@ def _predict(args: argparse.Namespace) -> int:
         with client_for(args.scheduler, n_workers=args.workers) as client:
             start = time.perf_counter()
             write_zarr_resumable(
-                labels, args.out, client=client, resume=args.resume, overwrite=args.overwrite
+                labels,
+                args.out,
+                client=client,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                inputs=[] if args.stac else inputs,
             )
             seconds = time.perf_counter() - start
         log.info("Wrote %s (%.2f Mpx in %.1f s)", args.out, labels.size / 1e6, seconds)
+        job = (output_record(args.out, "zarr") or {}).get("job")
         # the COG is converted from the store rather than predicting a second time
         labels = xr.open_zarr(args.out, decode_coords="all", consolidated=False)["landcover"]
     if args.cog is not None:
-        _run(partial(to_cog, labels, args.cog, overwrite=args.overwrite), labels)
+        done = output_record(args.cog, "cog") if args.resume and job else None
+        if done is not None and done.get("job") == job:
+            with output_lock(args.cog):  # tidies what a kill right after publishing left
+                log.info("%s was already written by this job", args.cog)
+            return 0
+        _run(partial(to_cog, labels, args.cog, overwrite=args.overwrite, job=job), labels)
         log.info("Wrote %s", args.cog)
     return 0
 
@@ -386,7 +420,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     splits = cfg.splits()
-    part = getattr(splits, args.split)
+    # the partition's chips, or those of the [evaluate] labels (e.g. a dense reference map)
+    part = cfg.evaluation_chips(splits, args.split)
+    if cfg.has_evaluation_labels:
+        log.info("Scoring on the [evaluate] labels: %d chips in the %s partition", len(part),
+                 args.split)  # fmt: skip
     out = args.out or args.model.parent / f"eval-{args.split}"
     out.mkdir(parents=True, exist_ok=True)
     from dask.diagnostics import ProgressBar
@@ -399,10 +437,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     report.to_json(out / "report.json")
     _save_plots(report, out, "")
     if args.baseline:
-        from .baseline import random_forest_baseline
+        from .baseline import forest_baseline
 
-        t0 = time.monotonic()
-        base = random_forest_baseline(splits, partition=args.split, seed=0)
+        t0 = time.monotonic()  # trained on the training labels, scored where the model is
+        base = forest_baseline(splits.train, part, eval_stride=1, seed=0)
         log.info("Random forest, per pixel (%d training px, %d scored px, %.0f s):\n%s",
                  base.n_train_pixels, base.n_scored_pixels, time.monotonic() - t0,
                  base.report)  # fmt: skip
@@ -434,6 +472,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         fig.savefig(out / "reliability.png", dpi=100)
         plt.close(fig)
     log.info("reports and plots in %s", out)
+    return 0
+
+
+def _chips(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    chips = cfg.chips()
+    splits = cfg.splits(chips)
+    log.info("%s\n%s", chips, splits.summary().to_string())
+    index = splits.export(args.out, overwrite=args.overwrite)
+    log.info("Wrote %d chips to %s/images and %s/labels, index %s",
+             sum(len(p) for p in splits), args.out, args.out, index)  # fmt: skip
     return 0
 
 

@@ -17,13 +17,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import dask
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from .errors import SchedulerError, SchedulerUnreachableError
+
 log = logging.getLogger("xlandcover")
+
+#: Seconds to wait for a scheduler address to accept a connection (a refused port fails at
+#: once; an address that never answers fails after this).
+CONNECT_TIMEOUT = 10
+_SCHEMES = ("tcp", "tls")
 
 
 @contextlib.contextmanager
@@ -55,12 +64,18 @@ def client_for(
         yield scheduler
         return
     if isinstance(scheduler, str) and "://" in scheduler:
-        with Client(scheduler) as client:
+        host, port = scheduler_address(scheduler)
+        _reachable(scheduler, host, port)
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except OSError as err:  # a port that accepts connections but is no Dask scheduler
+            raise _unreachable(scheduler, str(err)) from err
+        with client:
             log.info("Connected to %s (dashboard: %s)", scheduler, client.dashboard_link)
             yield client
         return
     if scheduler not in ("local", "inprocess"):
-        raise ValueError(
+        raise SchedulerError(
             f"unknown scheduler {scheduler!r}: use 'local', 'inprocess', an address "
             "'tcp://host:8786' or a distributed.Client"
         )
@@ -108,6 +123,38 @@ def client_for(
                 client.dashboard_link,
             )
         yield client
+
+
+def scheduler_address(address: str) -> tuple[str, int]:
+    """Host and port of a ``tcp://host:port`` (or ``tls://``) scheduler address."""
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in _SCHEMES or not parts.hostname or port is None or port < 1:
+        raise SchedulerError(
+            f"scheduler address {address!r} is not of the form tcp://host:port (e.g. "
+            "tcp://10.0.0.5:8786, the port the scheduler prints when it starts); or use "
+            "'local' or 'inprocess'"
+        )
+    return parts.hostname, port
+
+
+def _reachable(address: str, host: str, port: int) -> None:
+    """Fail at once if nothing listens at the address (distributed would retry for 30 s)."""
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as err:
+        raise _unreachable(address, err.strerror or str(err)) from err
+
+
+def _unreachable(address: str, why: str) -> SchedulerUnreachableError:
+    return SchedulerUnreachableError(
+        f"no Dask scheduler answers at {address} ({why}); start one there (`dask scheduler`) "
+        "and check the address and port, or use --scheduler local"
+    )
 
 
 class TorchThreads(WorkerPlugin):

@@ -136,6 +136,15 @@ class SplitWarning(XLandcoverWarning):
     """A spatial split lost many chips to the buffer, or left classes out of a partition."""
 
 
+class VectorInputError(XLandcoverError, ValueError):
+    """A vector label table cannot be used: a missing label column, labels that are not class
+    ids or names, missing label values, or geometries that are not points, lines or polygons."""
+
+
+class VectorReadError(XLandcoverError, OSError):
+    """A vector file (GeoPackage, Shapefile, GeoJSON, GeoParquet) cannot be read."""
+
+
 class SampleDesignError(XLandcoverError, ValueError):
     """An accuracy sample or its design cannot be used: strata, sizes or allocation are wrong."""
 
@@ -143,3 +152,51 @@ class SampleDesignError(XLandcoverError, ValueError):
 class NonProbabilitySampleWarning(XLandcoverWarning):
     """The accuracy sample is not a probability sample of the map (for example training or
     validation chips): its accuracy and area estimates are not design-unbiased."""
+
+
+class OverwriteRefusedError(OutputExistsError):
+    """The output path holds something xlandcover did not write, so it is not replaced."""
+
+
+class OutputConflictError(XLandcoverError, ValueError):
+    """Two outputs are the same path, or an output is one of the inputs."""
+
+
+class OutputWriteError(XLandcoverError, OSError):
+    """Writing an output failed (full disk, I/O or GDAL error); nothing was published."""
+
+
+class OutputNotWritableError(XLandcoverError, PermissionError):
+    """The output folder cannot be written to (permissions or a read-only file system)."""
+
+
+class OutputLockedError(XLandcoverError, BlockingIOError):
+    """Another job is writing the same output (its lock file names the process and host)."""
+
+
+class InputChangedError(XLandcoverError, ValueError):
+    """An input of an unfinished job changed since the job started, so it cannot resume."""
+
+
+class InputFileError(XLandcoverError, ValueError):
+    """An input file is truncated, corrupt, or not of the format it was given as."""
+
+
+class ChunkSizeError(XLandcoverError, ValueError):
+    """A chunk size is not a positive number of pixels."""
+
+
+class SchedulerError(XLandcoverError, ValueError):
+    """The ``--scheduler`` / ``scheduler=`` value is not a known kind or address."""
+
+
+class SchedulerUnreachableError(XLandcoverError, ConnectionError):
+    """No Dask scheduler answers at the given address."""
+
+
+class ConfigError(XLandcoverError, ValueError):
+    """A TOML run configuration is malformed, or has unknown or mistyped settings."""
+
+
+class InputRangeWarning(XLandcoverWarning):
+    """The image's values lie far outside the range the model was trained on."""

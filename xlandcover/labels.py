@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import RasterInputError, UnknownClassError
+from .nodata import valid_mask
 from .package import NODATA_LABEL
 
 RGB = tuple[int, int, int]
@@ -50,7 +51,8 @@ def labels_from_colors(
     Notes
     -----
     Lazy for Dask-backed masks. A colour that is neither a class nor ignored raises
-    :class:`UnknownClassError` when its chunk is computed.
+    :class:`UnknownClassError` when its chunk is computed. Pixels equal to the mask's own
+    nodata (``mask.rio.nodata``, e.g. where an alpha band is 0) become ``nodata``.
     """
     if palette is not None and mask.ndim == 3 and mask.shape[0] == 1:
         mask = _expand_palette(mask, palette)
@@ -68,17 +70,21 @@ def labels_from_colors(
     keys = np.asarray(lut_keys, dtype=np.int64)[order]
     vals = np.asarray(lut_vals, dtype=np.uint8)[order]
 
+    masked = mask.rio.nodata  # e.g. pixels an alpha band or internal mask leaves empty
+
     def convert(block: np.ndarray) -> np.ndarray:
+        empty = np.zeros(block.shape[1:], bool) if masked is None else ~valid_mask(block, masked)
+        block = np.where(empty, 0, block)
         packed = _pack_array(block)
         pos = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
-        bad = keys[pos] != packed
+        bad = (keys[pos] != packed) & ~empty
         if bad.any():
             unknown = sorted({_unpack(int(v)) for v in np.unique(packed[bad])[:10]})
             raise UnknownClassError(
                 f"mask colours {unknown} are neither a class nor an ignore colour; add them "
                 "to `colors` or `ignore_colors`"
             )
-        return vals[pos]
+        return np.where(empty, np.uint8(nodata), vals[pos])
 
     data = mask.data
     if isinstance(data, da.Array):

@@ -11,14 +11,16 @@ torch and smp are imported only by the functions that build or take modules.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
 import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -35,6 +37,11 @@ _META_KEY = "xlandcover"
 #: ignore it.
 _MULTIPLE_KEY = "xlandcover_size_multiple"
 NODATA_LABEL = 255
+#: Deepest nesting of lists and objects accepted in package metadata.
+MAX_JSON_DEPTH = 32
+#: ``extra`` key of the per-band range of the training data (optional; older packages lack it,
+#: and older readers ignore it, so the format version stays 1).
+INPUT_RANGE_KEY = "input_range"
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,7 @@ class PackageMetadata:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        _check_fields(self)
         n = len(self.bands)
         if n == 0:
             raise ModelPackageError("a model package needs at least one input band")
@@ -117,6 +125,29 @@ class PackageMetadata:
                 f"window {self.window} / overlap {self.overlap}: need window > 0 and "
                 "0 <= overlap < window"
             )
+        _check_arch_kwargs(self)
+        _ = self.input_range  # validates it
+
+    @property
+    def input_range(self) -> tuple[tuple[float, float], ...] | None:
+        """Per-band ``(low, high)`` of the training data, if the package records it."""
+        value = self.extra.get(INPUT_RANGE_KEY)
+        if value is None:
+            return None
+        ok = isinstance(value, list | tuple) and len(value) == len(self.bands)
+        ok = ok and all(
+            isinstance(pair, list | tuple)
+            and len(pair) == 2
+            and all(_finite(v) for v in pair)
+            and pair[0] <= pair[1]
+            for pair in value
+        )
+        if not ok:
+            raise ModelPackageError(
+                f"the package's {INPUT_RANGE_KEY} must be one [low, high] pair of finite "
+                f"numbers per band ({len(self.bands)}), got {value!r}; re-save the model"
+            )
+        return tuple((float(lo), float(hi)) for lo, hi in value)
 
     @property
     def class_ids(self) -> tuple[int, ...]:
@@ -146,6 +177,10 @@ class PackageMetadata:
             d = json.loads(text)
         except json.JSONDecodeError as err:
             raise ModelPackageError(f"package metadata is not valid JSON ({err})") from err
+        except RecursionError as err:
+            raise ModelPackageError(_too_deep()) from err
+        if _depth(d) > MAX_JSON_DEPTH:
+            raise ModelPackageError(_too_deep())
         if not isinstance(d, dict) or d.pop("format", None) != FORMAT:
             raise ModelPackageError("this safetensors file is not an xlandcover model package")
         version = d.get("format_version")
@@ -159,8 +194,91 @@ class PackageMetadata:
             for key in ("bands", "mean", "std"):
                 d[key] = tuple(d[key])
             return cls(**d)
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, AttributeError) as err:
             raise ModelPackageError(f"package metadata is incomplete or malformed ({err})") from err
+
+
+def _too_deep() -> str:
+    return (
+        f"package metadata is nested deeper than {MAX_JSON_DEPTH} levels, which no "
+        "xlandcover package is; the file is corrupt or not a model package"
+    )
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and dicts, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fields(meta: PackageMetadata) -> None:
+    """Every field has the type the rest of xlandcover relies on (metadata read from files
+    may hold anything): a clear error now instead of a failure in the middle of a job."""
+    problems = []
+    if not isinstance(meta.architecture, str) or not meta.architecture:
+        problems.append(f"architecture must be a name, got {meta.architecture!r}")
+    if not isinstance(meta.arch_kwargs, dict):
+        problems.append(f"arch_kwargs must be a mapping, got {meta.arch_kwargs!r}")
+    if not all(isinstance(b, str) and b for b in meta.bands):
+        problems.append(f"bands must be non-empty names, got {list(meta.bands)}")
+    for key in ("mean", "std"):
+        values = getattr(meta, key)
+        if not all(_finite(v) for v in values):
+            problems.append(f"{key} must be finite numbers, got {list(values)}")
+    for key in ("window", "overlap", "format_version"):
+        value = getattr(meta, key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{key} must be an integer, got {value!r}")
+    if meta.nodata is not None and not (
+        isinstance(meta.nodata, int | float) and not isinstance(meta.nodata, bool)
+    ):
+        problems.append(f"nodata must be a number or null, got {meta.nodata!r}")
+    if not isinstance(meta.description, str) or not isinstance(meta.extra, dict):
+        problems.append("description must be text and extra a mapping")
+    elif _depth(meta.extra) > MAX_JSON_DEPTH - 2:
+        problems.append(f"extra is nested deeper than {MAX_JSON_DEPTH - 2} levels")
+    if problems:
+        raise ModelPackageError(
+            "the package's metadata is invalid: " + "; ".join(problems) + ". Re-save the "
+            "model with xlandcover.save_model()"
+        )
+
+
+def _check_arch_kwargs(meta: PackageMetadata) -> None:
+    """The architecture's arguments agree with the bands and classes, and name no download."""
+    kwargs = meta.arch_kwargs
+    channels = kwargs.get("in_channels", 3)  # smp's defaults
+    outputs = kwargs.get("classes", 1)
+    if channels != len(meta.bands):
+        raise ModelPackageError(
+            f"the model has in_channels={channels} but {len(meta.bands)} bands "
+            f"{list(meta.bands)} are listed; metadata and model disagree: give one band name "
+            "per input channel, or re-save the model with save_model()"
+        )
+    if outputs != len(meta.classes):
+        raise ModelPackageError(
+            f"the model has classes={outputs} but {len(meta.classes)} classes are listed; "
+            "metadata and model disagree: give one class per output channel, or re-save the "
+            "model with save_model()"
+        )
+    encoder = kwargs.get("encoder_name")
+    if encoder is not None and (not isinstance(encoder, str) or ":" in encoder):
+        raise ModelPackageError(
+            f"the package's encoder {encoder!r} is not a local encoder name (a name with "
+            "'hf-hub:' or another 'scheme:' would be fetched from the network, which loading "
+            "a package never does); use a package whose encoder is an smp name or 'tu-' timm "
+            "architecture"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,31 +353,65 @@ class ModelPackage:
 
 
 def build_architecture(architecture: str, arch_kwargs: Mapping[str, Any]) -> torch.nn.Module:
-    """An smp model by architecture name, never downloading weights.
+    """An smp model by architecture name, never downloading weights (nor timm configs).
 
     ``arch_kwargs`` are smp's (``encoder_name``, ``in_channels``, ``classes``, ...), plus our
     ``pixel_branch``: the width of a per-pixel 1x1-convolution branch whose logits are added
-    to the model's (:class:`xlandcover._nets.PixelBranch`); 0 or absent: none.
+    to the model's (:class:`xlandcover._nets.PixelBranch`); 0 or absent: none; and
+    ``indices``: ``{"names": [...], "pairs": [[a, b], ...], "mean": [...], "std": [...]}``,
+    normalised-difference indices of input bands ``a`` and ``b`` the network computes from its
+    de-normalised input and appends as channels (:class:`xlandcover._nets.SpectralIndices`).
     """
     from ._torch import smp
 
     kwargs = {**arch_kwargs, "encoder_weights": None}
     width = int(kwargs.pop("pixel_branch", 0) or 0)
-    try:
-        base = smp.create_model(architecture, **kwargs)
-        if not width:
-            return base
-        from ._nets import PixelBranch
-
-        channels = int(kwargs.get("in_channels", 3))
-        return PixelBranch(base, channels, int(kwargs.get("classes", 1)), width)
-    except KeyError as err:
+    indices = kwargs.pop("indices", None) or {}
+    if architecture.lower() not in smp.MODEL_ARCHITECTURES_MAPPING:
         names = sorted(smp.MODEL_ARCHITECTURES_MAPPING)
-        raise ModelPackageError(
-            f"unknown architecture {architecture!r}; smp provides {names}"
-        ) from err
-    except (TypeError, ValueError) as err:
+        raise ModelPackageError(f"unknown architecture {architecture!r}; smp provides {names}")
+    encoder = kwargs.get("encoder_name")
+    if encoder is not None:
+        _check_encoder(str(encoder))
+    channels = int(kwargs.get("in_channels", 3))
+    pairs = [tuple(p) for p in indices.get("pairs", [])]
+    if pairs:
+        kwargs["in_channels"] = channels + len(pairs)
+    try:
+        net = smp.create_model(architecture, **kwargs)
+        if width:
+            from ._nets import PixelBranch
+
+            net = PixelBranch(net, int(kwargs["in_channels"]), int(kwargs.get("classes", 1)),
+                              width)  # fmt: skip
+        if pairs:
+            from ._nets import SpectralIndices
+
+            net = SpectralIndices(net, pairs, list(indices["mean"]), list(indices["std"]))
+        return net
+    except (KeyError, TypeError, ValueError) as err:
         raise ModelPackageError(f"cannot build {architecture} with {dict(kwargs)}: {err}") from err
+
+
+def _check_encoder(name: str) -> None:
+    """An encoder smp or timm knows locally; anything else would fail or reach the network."""
+    import timm
+
+    from ._torch import smp
+
+    if ":" in name:
+        raise ModelPackageError(
+            f"encoder {name!r} names a remote or file source; packages use local encoder names only"
+        )
+    known = name[3:] and timm.is_model(name[3:]) if name.startswith("tu-") else None
+    if known or name in smp.encoders.get_encoder_names():
+        return
+    close = difflib.get_close_matches(name, smp.encoders.get_encoder_names(), n=3)
+    hint = f"; did you mean {close}?" if close else ""
+    raise ModelPackageError(
+        f"unknown encoder {name!r}: neither an smp encoder nor 'tu-' plus a timm "
+        f"architecture{hint} (the architecture itself is known)"
+    )
 
 
 def _weights_digest(state: Mapping[str, np.ndarray]) -> str:
@@ -290,6 +442,7 @@ def save_model(
     arch_kwargs: Mapping[str, Any] | None = None,
     description: str = "",
     extra: Mapping[str, Any] | None = None,
+    input_range: Sequence[Sequence[float]] | None = None,
     overwrite: bool = False,
     temperature: float | None = None,
 ) -> ModelPackage:
@@ -318,6 +471,9 @@ def save_model(
         Softmax temperature fitted on held-out data
         (:func:`xlandcover.calibration.fit_temperature`), stored as
         ``extra["calibration"]["temperature"]`` and applied by predict. Default: none (1.0).
+    input_range
+        Per band, the ``(low, high)`` values of the training data (e.g. from
+        :func:`band_range`); ``predict`` warns when an image lies far outside them.
 
     Examples
     --------
@@ -340,6 +496,7 @@ def save_model(
         description=description,
         extra=extra,
         temperature=temperature,
+        input_range=input_range,
     ).blob
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -366,6 +523,7 @@ def package_model(
     description: str = "",
     extra: Mapping[str, Any] | None = None,
     temperature: float | None = None,
+    input_range: Sequence[Sequence[float]] | None = None,
 ) -> ModelPackage:
     """The package :func:`save_model` would write, held in memory (``path`` is None)."""
     from safetensors.numpy import save as save_tensors
@@ -394,7 +552,7 @@ def package_model(
         overlap=int(window // 8 if overlap is None else overlap),
         nodata=None if nodata is None else float(nodata),
         description=description,
-        extra=_with_calibration(dict(extra or {}), temperature),
+        extra=_with_calibration(_with_range(extra, input_range), temperature),
     )
     for key in ("in_channels", "classes"):
         want = n_bands if key == "in_channels" else len(meta.classes)
@@ -467,6 +625,53 @@ def _fields(meta: PackageMetadata) -> dict[str, Any]:
     return {f: getattr(meta, f) for f in meta.__dataclass_fields__}
 
 
+def _with_range(
+    extra: Mapping[str, Any] | None, input_range: Sequence[Sequence[float]] | None
+) -> dict[str, Any]:
+    out = dict(extra or {})
+    if input_range is not None:
+        out[INPUT_RANGE_KEY] = [[float(lo), float(hi)] for lo, hi in input_range]
+    return out
+
+
+class _ChipsLike(Protocol):
+    """What :func:`band_range` reads of :class:`~xlandcover.chips.Chips`."""
+
+    @property
+    def n_bands(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def band_range(
+    chips: _ChipsLike,
+    *,
+    seed: int = 0,
+    max_chips: int = 64,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+) -> list[tuple[float, float]]:
+    """Per-band ``(low, high)`` percentiles of the valid pixels of (up to) ``max_chips`` chips,
+    for ``save_model(..., input_range=...)``.
+
+    Examples
+    --------
+    >>> save_model(net, "m.xlc", ..., input_range=band_range(splits.train))  # doctest: +SKIP
+    """
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(chips))[:max_chips]
+    parts = []
+    for i in rows:
+        image, _, valid = chips.read(int(i))
+        parts.append(image[:, valid].astype(np.float64))
+    px = np.concatenate(parts, axis=1) if parts else np.empty((chips.n_bands, 0))
+    if px.shape[1] == 0:
+        raise ModelPackageError("the chips hold no valid pixel to take a band range from")
+    low, high = np.percentile(px, percentiles, axis=1)
+    return [(float(lo), float(hi)) for lo, hi in zip(low, high, strict=True)]
+
+
 def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage:
     """Parse and verify a package held in memory."""
     from safetensors import SafetensorError
@@ -477,6 +682,8 @@ def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage
         header_len = int.from_bytes(blob[:8], "little")
         header = json.loads(blob[8 : 8 + header_len]) if 8 + header_len <= len(blob) else None
         state = load_tensors(blob)
+    except RecursionError as err:
+        raise ModelPackageError(f"{where}: {_too_deep()}") from err
     except (SafetensorError, ValueError, UnicodeDecodeError) as err:
         raise ModelPackageError(
             f"{where} is not a readable model package (corrupt or truncated: {err}); "
@@ -489,6 +696,7 @@ def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage
             "with xlandcover.save_model()"
         )
     meta = PackageMetadata.from_json(meta_header[_META_KEY])
+    _check_weights(meta, state, where)
     weights_digest = _weights_digest(state)
     if weights_digest != meta_header.get("weights_sha256"):
         raise ModelPackageError(
@@ -503,6 +711,23 @@ def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage
         path=path,
         size_multiple=int(multiple) if multiple and str(multiple).isdigit() else None,
     )
+
+
+def _check_weights(meta: PackageMetadata, state: Mapping[str, np.ndarray], where: str) -> None:
+    """The weights' output layer has one channel per class (smp's ``segmentation_head``, also
+    inside our wrappers, whose smp model is ``base``)."""
+    head = [
+        a
+        for k, a in state.items()
+        if k.removeprefix("base.").removeprefix("base.").startswith("segmentation_head.")
+        and k.endswith("weight")
+    ]
+    if head and len(head) == 1 and head[0].ndim == 4 and head[0].shape[0] != len(meta.classes):
+        raise ModelPackageError(
+            f"the weights in {where} have {head[0].shape[0]} output channels but the metadata "
+            f"lists {len(meta.classes)} classes; metadata and weights disagree, re-save the "
+            "model with save_model()"
+        )
 
 
 def load_model(path: str | os.PathLike[str]) -> ModelPackage:

@@ -11,6 +11,8 @@ so the result does not depend on it (up to float noise from batch composition).
 
 from __future__ import annotations
 
+import threading
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -22,12 +24,13 @@ import xarray as xr
 from .errors import (
     AllNodataError,
     BandMismatchError,
+    InputRangeWarning,
     InvalidWindowError,
     MissingCRSError,
     RasterInputError,
 )
 from .halo import fit_chunks
-from .io import PIXEL_GRID_ATTR
+from .io import PIXEL_GRID_ATTR, check_chunks
 from .nodata import valid_mask
 from .package import NODATA_LABEL, ModelPackage, PackageMetadata, load_model
 from .runtime import (
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 
 Output = Literal["labels", "probabilities"]
 TTA = Literal["flips", "d4"]
+MatchBands = Literal["name", "position"]
 
 #: Default batch sizes: on CPU batching does not pay (measured: U-Net/ResNet-34 on 512² windows,
 #: 0.42 s at batch 1 vs 0.53 s per window at batch 4 on 2 cores); on GPUs it is the main lever.
@@ -73,6 +77,8 @@ class _Plan:
     tta: TTA | None
     device: str
     sha256: str
+    bands: tuple[str, ...] = ()
+    input_range: tuple[tuple[float, float], ...] | None = None
     temperature: float = 1.0
     precision: Precision = "auto"
 
@@ -92,6 +98,7 @@ def predict(
     allow_rechunk: bool = True,
     dtype: Dtype | None = None,
     temperature: float | None = None,
+    match_bands: MatchBands = "name",
     precision: Precision = "auto",
 ) -> xr.DataArray: ...
 
@@ -111,6 +118,7 @@ def predict(
     allow_rechunk: bool = True,
     dtype: Dtype | None = None,
     temperature: float | None = None,
+    match_bands: MatchBands = "name",
     precision: Precision = "auto",
 ) -> xr.Dataset: ...
 
@@ -129,6 +137,7 @@ def predict(
     allow_rechunk: bool = True,
     dtype: Dtype | None = None,
     temperature: float | None = None,
+    match_bands: MatchBands = "name",
     precision: Precision = "auto",
 ) -> xr.DataArray | xr.Dataset:
     """Classify every pixel of ``image`` with ``model``, lazily.
@@ -137,9 +146,9 @@ def predict(
     ----------
     image
         ``(band, y, x)`` DataArray, numpy- or Dask-backed, with a CRS (or opened with
-        ``pixel_grid=True``). Named bands are selected and ordered as the model needs; unnamed
-        bands must match the model's band count. Pixels equal to ``image.rio.nodata`` (or the
-        package's nodata) in any band, and NaNs, are nodata.
+        ``pixel_grid=True``). Named bands are selected and ordered as the model needs (each
+        needed name must occur once). Pixels equal to ``image.rio.nodata`` (or the package's
+        nodata) in any band, and NaNs, are nodata.
     model
         A :class:`~xlandcover.package.ModelPackage` or the path of one.
     window, overlap
@@ -177,6 +186,11 @@ def predict(
     temperature
         Softmax temperature applied to the model's logits before blending. Default: the one
         stored in the model package (1.0 for packages without calibration).
+    match_bands
+        ``"name"`` (default): bands are matched to the model's by name, and an image whose
+        bands have no names is refused (unless the model's own bands are unnamed,
+        ``band_1``, ``band_2``, ...). ``"position"``: the image's bands are taken in order,
+        whatever their names; their count must match.
     precision
         Arithmetic of the forward pass (torch autocast; softmax and blending stay float32).
         ``"auto"`` (default): ``"fp16"`` on CUDA GPUs with tensor cores, ``"fp32"`` elsewhere
@@ -184,6 +198,12 @@ def predict(
         near-tie labels; measured on the embedded scenes against fp32, fp16 changes 0.03-0.04 %
         of them and ``"bf16"`` 0.27-0.31 % (see the prediction guide). A chunk whose fp16 logits
         overflow is run again in fp32. ``"fp32"`` gives the reference result.
+
+    Warns
+    -----
+    InputRangeWarning
+        Once per model and process, when a sample of the image lies far outside the
+        per-band range of the model's training data (packages that record it).
 
     Returns
     -------
@@ -198,19 +218,23 @@ def predict(
     """
     package = model if isinstance(model, ModelPackage) else load_model(model)
     meta = package.metadata
+    if match_bands not in ("name", "position"):
+        raise ValueError(f"match_bands must be 'name' or 'position', not {match_bands!r}")
+    if chunks != "auto":
+        check_chunks(chunks)
     layers = resolve_output(output, dtype)
     if layers is not None:  # uncertainty layers: one probability run, converted per chunk
         probs = predict(image, package, window=window, overlap=overlap, batch_size=batch_size,
                         output="probabilities", device=device, tta=tta, chunks=chunks,
                         allow_rechunk=allow_rechunk, temperature=temperature,
-                        precision=precision)  # fmt: skip
+                        match_bands=match_bands, precision=precision)  # fmt: skip
         return layers_from_probabilities(probs, layers, dtype=dtype)
     core: Output = "labels" if output == "labels" else "probabilities"
     temp = meta.temperature if temperature is None else float(temperature)
     if not temp > 0:
         raise ValueError(f"temperature must be > 0, not {temperature}")
     check_precision(precision)
-    image = _check_image(image, meta)
+    image = _check_image(image, meta, match_bands)
     dev = resolve_device(device)
     mult = size_multiple(package)  # without building the model: that happens on the workers
     win, ovl = _window(meta, mult, window, overlap)
@@ -221,6 +245,8 @@ def predict(
         raise ValueError(f"batch_size must be a positive number of windows, not {batch_size}")
 
     nodata = image.rio.nodata if image.rio.nodata is not None else meta.nodata
+    if not isinstance(image.data, da.Array):
+        warn_if_out_of_range(image.values, nodata, meta.bands, meta.input_range, package.sha256)
     data = _as_dask(image, chunks, win)
     _, height, width = data.shape
     rows = axis_grid(height, window=win, overlap=ovl, multiple=mult)
@@ -255,6 +281,9 @@ def predict(
         device=dev,
         sha256=package.sha256,
         temperature=temp,
+        # numpy input was checked above; Dask input is checked on its first chunk
+        bands=meta.bands,
+        input_range=meta.input_range if isinstance(image.data, da.Array) else None,
         precision=precision,
     )
     blob = dask.delayed(package.blob, name=f"xlandcover-model-{package.sha256[:16]}", pure=True)
@@ -280,7 +309,9 @@ def predict(
     return _wrap(result, image, meta, core)
 
 
-def _check_image(image: xr.DataArray, meta: PackageMetadata) -> xr.DataArray:
+def _check_image(
+    image: xr.DataArray, meta: PackageMetadata, match_bands: MatchBands
+) -> xr.DataArray:
     import rioxarray  # noqa: F401  (registers .rio)
 
     if not isinstance(image, xr.DataArray):
@@ -301,28 +332,103 @@ def _check_image(image: xr.DataArray, meta: PackageMetadata) -> xr.DataArray:
             "the image has no CRS; set one with `img.rio.write_crs('EPSG:XXXX')`, or open "
             "non-georeferenced imagery with open_raster(..., pixel_grid=True)"
         )
-    return _match_bands(image, meta)
+    return _match_bands(image, meta, match_bands)
 
 
-def _match_bands(image: xr.DataArray, meta: PackageMetadata) -> xr.DataArray:
+def _match_bands(
+    image: xr.DataArray, meta: PackageMetadata, match_bands: MatchBands
+) -> xr.DataArray:
+    """The image's bands the model needs, in its order: by name, or by position if asked."""
     want = list(meta.bands)
-    have = [str(b) for b in image["band"].values] if "band" in image.coords else []
     named = "band" in image.coords and image["band"].dtype.kind in "UO"
-    if named:
-        missing = [b for b in want if b not in have]
-        if missing:
+    if match_bands == "position" or not named:
+        if image.sizes["band"] != len(want):
             raise BandMismatchError(
-                f"the model needs bands {want} but the image has {have}; missing {missing}. "
-                "Name the image's bands to match (open_raster(..., bands=[...]) or "
-                "`img.assign_coords(band=[...])`)"
+                f"the image has {image.sizes['band']} bands but the model expects {len(want)} "
+                f"({want}); select or stack the right bands"
             )
-        return image.sel(band=want) if have != want else image
-    if image.sizes["band"] != len(want):
+        if match_bands == "name" and not _generic_bands(want):
+            raise BandMismatchError(
+                f"the image's bands have no names, so they cannot be matched to the model's "
+                f"bands {want}. Name them (open_raster(..., bands=[...]), --bands, or "
+                "`img.assign_coords(band=[...])`), or pass match_bands='position' "
+                "(--match-bands-by-position) to use them in their order"
+            )
+        return image
+    have = [str(b) for b in image["band"].values]
+    missing = [b for b in want if b not in have]
+    if missing:
         raise BandMismatchError(
-            f"the image has {image.sizes['band']} bands but the model expects {len(want)} "
-            f"({want}); select or stack the right bands"
+            f"the model needs bands {want} but the image has {have}; missing {missing}. "
+            "Name the image's bands to match (open_raster(..., bands=[...]) or "
+            "`img.assign_coords(band=[...])`)"
         )
-    return image
+    twice = [b for b in want if have.count(b) > 1]
+    if twice:
+        raise BandMismatchError(
+            f"the image has several bands named {twice} ({have}), so which one the model "
+            "needs is ambiguous; name the bands (open_raster(..., bands=[...]))"
+        )
+    return image.sel(band=want) if have != want else image
+
+
+def _generic_bands(names: list[str]) -> bool:
+    """The names training gives bands that had none: ``band_1``, ``band_2``, ..."""
+    return names == [f"band_{i + 1}" for i in range(len(names))]
+
+
+#: Sampled pixels per band for the input-range check, and the (model, process) pairs warned.
+RANGE_SAMPLE = 65536
+_RANGE_WARNED: set[str] = set()
+_RANGE_LOCK = threading.Lock()
+
+
+def warn_if_out_of_range(
+    block: np.ndarray,
+    nodata: float | None,
+    bands: tuple[str, ...],
+    limits: tuple[tuple[float, float], ...] | None,
+    sha256: str,
+) -> None:
+    """Warn (once per model and process) when ``block`` lies far outside the training range.
+
+    ``block`` is ``(band, y, x)`` in the model's band order; a strided sample of about
+    :data:`RANGE_SAMPLE` pixels is compared with the package's per-band training range
+    ``limits`` (``(low, high)`` per band of ``bands``). A band is far outside when fewer than
+    half of its valid sampled values lie within the range widened by its width on each side
+    (data scaled differently), or when most lie outside the range and their spread is below
+    1/20 of its width (data of another bit depth: int8 or 1-bit values into a 16-bit model).
+    """
+    if limits is None or sha256 in _RANGE_WARNED:
+        return
+    step = max(1, int(np.sqrt(block.shape[1] * block.shape[2] / RANGE_SAMPLE)))
+    sample = block[:, ::step, ::step]
+    px = sample[:, valid_mask(sample, nodata)].astype(np.float64)
+    if px.shape[1] < 100:
+        return
+    far = []
+    for name, values, (low, high) in zip(bands, px, limits, strict=True):
+        width = max(high - low, 1e-12)
+        near = ((values >= low - width) & (values <= high + width)).mean()
+        inside = ((values >= low) & (values <= high)).mean()
+        spread = np.percentile(values, 99.5) - np.percentile(values, 0.5)
+        if near < 0.5 or (inside < 0.5 and spread < width / 20):
+            far.append(f"{name}: {values.min():g}..{values.max():g} (trained on {low:g}..{high:g})")
+    if not far:
+        return
+    with _RANGE_LOCK:
+        if sha256 in _RANGE_WARNED:
+            return
+        _RANGE_WARNED.add(sha256)
+    warnings.warn(
+        InputRangeWarning(
+            "the image's values are far outside the range the model was trained on ("
+            + "; ".join(far)
+            + "): the map will be unreliable. Check the bands' units and scaling (e.g. "
+            "reflectance 0-1 vs digital numbers 0-10000, 8- vs 16-bit) and rescale the image"
+        ),
+        stacklevel=3,
+    )
 
 
 def _window(
@@ -373,6 +479,8 @@ def _predict_block(
     y0, y1, lead_y = _interior(plan.row_chunks, iy, plan.row_halo)
     x0, x1, lead_x = _interior(plan.col_chunks, ix, plan.col_halo)
     ey0, ex0 = y0 - lead_y, x0 - lead_x  # global position of the block's first pixel
+    if plan.input_range is not None and plan.sha256 not in _RANGE_WARNED:
+        warn_if_out_of_range(block, plan.nodata, plan.bands, plan.input_range, plan.sha256)
     valid = valid_mask(block, plan.nodata)
     wy, wx = plan.rows.window, plan.cols.window
     # Windows touching the interior, in the scene's global order, skipping those whose part in

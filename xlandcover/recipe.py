@@ -32,6 +32,7 @@ import numpy as np
 import xarray as xr
 
 from .chips import Chips
+from .spectral import available_indices
 
 #: What ``recipe="none"`` uses for every setting not given (the settings of xlandcover 0.1).
 FIXED_DEFAULTS: Mapping[str, Any] = {
@@ -39,6 +40,7 @@ FIXED_DEFAULTS: Mapping[str, Any] = {
     "encoder": "resnet34",
     "arch_kwargs": {},
     "pixel_branch": 0,
+    "indices": [],
     "loss": "combo",
     "class_weights": "median_frequency",
     "epochs": 30,
@@ -78,6 +80,8 @@ class DataProfile:
     class_shares: tuple[float, ...]
     #: Pixels the validation scores through the seamless predictor (bounding regions).
     val_pixels: int
+    #: Band names, in order.
+    bands: tuple[str, ...] = ()
 
     @classmethod
     def from_chips(cls, train: Chips, val: Chips) -> DataProfile:
@@ -102,6 +106,7 @@ class DataProfile:
             labelled_share=float(total / chip_px) if chip_px else 0.0,
             class_shares=tuple(float(s) for s in shares),
             val_pixels=int(val_px),
+            bands=tuple(train.bands or ()),
         )
 
 
@@ -116,6 +121,12 @@ def auto_settings(profile: DataProfile) -> tuple[dict[str, Any], dict[str, str]]
     why["encoder"] = "a small encoder (2 M parameters with its decoder) suits small data and CPUs"
     s["pixel_branch"] = 32
     why["pixel_branch"] = "each pixel's own spectrum at full resolution, beside the context"
+    s["indices"] = []
+    if available_indices(profile.bands):
+        why["indices"] = (
+            "none: NDVI/NDWI-style indices measured no gain (Landsat 8 over Zion) or a loss "
+            "(Sentinel-2 with OSM labels) next to the per-pixel branch; ask for them by name"
+        )
 
     bs = int(np.clip(PIXELS_PER_STEP // (size * size), 4, 16))
     s["batch_size"] = min(bs, max(2, profile.n_chips))
@@ -148,13 +159,14 @@ def auto_chip_size(shapes: list[tuple[int, int]], pixel_size_m: float | None) ->
     grid, taken as very high resolution).
 
     Coarse pixels carry less context per pixel, and small scenes need small chips to be cut
-    into enough spatial blocks: 256 px at 2 m or finer, 128 px up to 15 m, 64 px beyond,
-    and at most an eighth of the largest image's shorter side (at least 32 px).
+    into enough chips and spatial blocks: 256 px at 2 m or finer, 128 px up to 15 m, 64 px
+    beyond, and no more than leaves room for about 256 chips side by side in all the images
+    (at least 64 px).
     """
     px = 0.5 if pixel_size_m is None else pixel_size_m
     base = 256 if px <= 2.0 else 128 if px <= 15.0 else 64
-    short = max(min(h, w) for h, w in shapes)
-    cap = max(32, 2 ** int(math.log2(max(short // 8, 1))))
+    total = sum(h * w for h, w in shapes)
+    cap = max(64, 2 ** int(math.log2(max(math.sqrt(total / 256), 1))))
     return int(min(base, cap))
 
 

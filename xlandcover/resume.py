@@ -1,22 +1,31 @@
 """Resumable Zarr output for long batch jobs: chunk-by-chunk region writes with a record.
 
 ``OUT.zarr`` is built in ``.OUT.zarr.partial/`` beside it: ``store.zarr`` (the Zarr v3 store,
-its metadata written first) and ``done/`` (one empty file per finished chunk, created after the
-chunk's data is written). Each output chunk is one Dask task that writes its own region, so
-chunks never share a Zarr chunk and a killed job leaves only whole chunks behind. Rerunning
-with ``resume=True`` checks the job is the same (shape, chunks, graph name, which covers the
-input, model and settings), computes only the chunks without a record, and moves the finished
-store to ``OUT.zarr``. Chunk results do not depend on which other chunks run, so the resumed
-output is bit-identical to an uninterrupted one.
+its metadata written first), ``done/`` (one empty file per finished chunk) and
+``manifest.json`` (what the job is). The folder appears only once all three exist (it is built
+under another name and renamed), so a job killed before it started leaves nothing to resume.
+Each output chunk is one Dask task that writes its own region, flushes the chunk's file to
+disk and only then creates its record, so a killed job leaves only whole chunks behind.
+
+Rerunning with ``resume=True`` checks the job is the same (shape, chunks, graph name, which
+covers the model and settings, and a fingerprint of the input files, so an input rewritten
+in place is noticed), recomputes recorded chunks whose data is missing, computes the chunks
+without a record, checks every chunk is in the store, and moves it to ``OUT.zarr``, whose
+attributes record the job. A resume after that rename (a kill just after it) only tidies up,
+and a resume of a job that already finished is a no-op. Chunk results do not depend on which
+other chunks run, so the resumed output is bit-identical to an uninterrupted one. A lock file
+(:mod:`xlandcover.outputs`) keeps a second job off the same store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +33,23 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .errors import OutputExistsError, XLandcoverError
+from .errors import InputChangedError, OutputExistsError, XLandcoverError
+from .outputs import (
+    MARKER,
+    check_target,
+    fsync_dir,
+    fsync_file,
+    output_lock,
+    output_record,
+    publish,
+)
 from .progress import ChunkProgress, mean_pixel_area
 from .write import _any_valid, _create_store, _require_data, _zarr_dataset
 
 log = logging.getLogger("xlandcover")
+
+#: Version of the manifest; manifests of other versions are refused with a clear message.
+MANIFEST_VERSION = 2
 
 
 class ChunkFailedError(XLandcoverError, RuntimeError):
@@ -43,40 +64,161 @@ def write_zarr_resumable(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
-    """Write ``labels`` to ``store`` chunk by chunk on ``client``, resumable after a crash."""
+    """Write ``labels`` to ``store`` chunk by chunk on ``client``, resumable after a crash.
+
+    Parameters
+    ----------
+    labels
+        The prediction (numpy- or Dask-backed).
+    store
+        The Zarr store to write.
+    client
+        A :class:`distributed.Client` that runs the chunk writes.
+    resume
+        Finish the unfinished job for ``store`` (see the module docstring).
+    overwrite
+        Replace an existing xlandcover output at ``store`` (never another folder).
+    progress
+        Show a progress bar.
+    inputs
+        The files and stores the prediction reads (rasters, the model package): their
+        fingerprint is part of the job, so a resume after any of them changed is refused.
+    """
     target = Path(store)
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
     partial = target.with_name(f".{target.name}.partial")
-    ds, name, nodata = _zarr_dataset(labels)
-    data = ds[name].data
-    identity = {
+    with output_lock(target):
+        ds, name, nodata = _zarr_dataset(labels)
+        data = ds[name].data
+        identity = _identity(data, name, inputs)
+        job = job_id(identity)
+        ds.attrs[MARKER] = {**ds.attrs[MARKER], "job": job}
+        if partial.exists():
+            if not resume:
+                raise OutputExistsError(
+                    f"{partial} holds an unfinished job for {target}; rerun with --resume "
+                    "(resume=True) to finish it, or delete it to start again"
+                )
+            _check_manifest(partial, identity)
+            if not (partial / "store.zarr").exists():  # killed right after publishing
+                shutil.rmtree(partial)
+                log.info("%s was already complete (its job was published)", target)
+                return target
+        elif resume and _job_of(target) == job:
+            log.info("%s is already complete; nothing to resume", target)
+            return target
+        check_target(target, overwrite=overwrite, kind="zarr")
+        if not partial.exists():
+            _start(partial, ds, name, identity)
+        _compute(labels, data, partial, name, client, progress)
+        _check_chunks(partial, name, data)
+        staged = xr.open_zarr(partial / "store.zarr", consolidated=False)[name]
+        _require_data(_any_valid(staged.data, nodata), target)
+        publish(partial / "store.zarr", target)
+        shutil.rmtree(partial)
+    return target
+
+
+def _identity(data: da.Array, name: str, inputs: Sequence[str | os.PathLike[str]]) -> dict:
+    return {
+        "version": MANIFEST_VERSION,
         "name": name,
         "graph": data.name,
         "shape": list(data.shape),
         "chunks": [list(c) for c in data.chunks],
         "dtype": str(data.dtype),
+        "inputs": fingerprint(inputs),
     }
-    done_dir = partial / "done"
-    if partial.exists():
-        if not resume:
-            raise OutputExistsError(
-                f"{partial} holds an unfinished job for {target}; rerun with --resume "
-                "(resume=True) to finish it, or delete it to start again"
-            )
+
+
+def job_id(identity: dict) -> str:
+    """A short digest naming a job (recorded in its outputs)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _job_of(target: Path) -> str | None:
+    record = output_record(target, "zarr")
+    return None if record is None else record.get("job")
+
+
+def fingerprint(paths: Sequence[str | os.PathLike[str]]) -> dict[str, str]:
+    """A digest per input of what its files are now: path, size, inode and modification time
+    (in nanoseconds) of every file, so that a file or a store rewritten in place differs."""
+    out = {}
+    for p in paths:
+        path = Path(p)
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        h = hashlib.sha256()
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.relative_to(path) if f != path else ''}:{st.st_size}:".encode())
+            h.update(f"{st.st_ino}:{st.st_mtime_ns};".encode())
+        out[str(Path(os.path.abspath(path)))] = h.hexdigest()
+    return out
+
+
+def _check_manifest(partial: Path, identity: dict) -> None:
+    try:
         manifest = json.loads((partial / "manifest.json").read_text())
-        if manifest != identity:
-            raise OutputExistsError(
-                f"the unfinished job in {partial} was for another input, model or setting "
-                "(its graph, shape or chunks differ); delete it to start again"
-            )
-    else:
-        partial.mkdir(parents=True)
-        _create_store(ds, name, partial / "store.zarr")  # data chunks are written below
-        done_dir.mkdir()
-        (partial / "manifest.json").write_text(json.dumps(identity))
+    except (OSError, ValueError) as err:
+        raise OutputExistsError(
+            f"{partial} holds an unfinished job without a readable manifest (from an older "
+            f"xlandcover, or damaged); delete it to start again"
+        ) from err
+    if manifest == identity:
+        return
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise OutputExistsError(
+            f"the unfinished job in {partial} was started by another version of xlandcover "
+            "and cannot be resumed by this one; delete it to start again"
+        )
+    same_job = {k: v for k, v in manifest.items() if k != "inputs"}
+    if same_job == {k: v for k, v in identity.items() if k != "inputs"}:
+        changed = sorted(
+            set(manifest["inputs"]) ^ set(identity["inputs"])
+            | {p for p, d in identity["inputs"].items() if manifest["inputs"].get(p) != d}
+        )
+        raise InputChangedError(
+            f"the inputs of the unfinished job in {partial} changed since it started "
+            f"({', '.join(changed)}): finished chunks would mix old and new data. Delete "
+            f"{partial} to start again"
+        )
+    raise OutputExistsError(
+        f"the unfinished job in {partial} was for another input, model or setting "
+        "(its graph, shape or chunks differ); delete it to start again"
+    )
+
+
+def _start(partial: Path, ds: xr.Dataset, name: str, identity: dict) -> None:
+    """Create the job's folder under another name, then rename it: it exists whole or not."""
+    init = partial.with_name(f"{partial.name}-init-{uuid.uuid4().hex[:8]}")
+    init.mkdir()
+    try:
+        _create_store(ds, name, init / "store.zarr")  # data chunks are written later
+        (init / "done").mkdir()
+        (init / "manifest.json").write_text(json.dumps(identity))
+        for f in (init / "manifest.json", *(init / "store.zarr").rglob("zarr.json")):
+            fsync_file(f)
+        os.replace(init, partial)
+    except BaseException:
+        shutil.rmtree(init, ignore_errors=True)
+        raise
+    fsync_dir(partial.parent)
+
+
+def _compute(
+    labels: xr.DataArray, data: da.Array, partial: Path, name: str, client: Any, progress: bool
+) -> None:
+    """Compute and write the chunks without a record (or whose recorded data is missing)."""
+    done_dir = partial / "done"
     done = {p.name for p in done_dir.iterdir()}
+    lost = _missing(partial / "store.zarr", name, done)
+    for key in lost:
+        (done_dir / key).unlink(missing_ok=True)
+    if lost:
+        log.warning("%d recorded chunks have no data in the store; computing them again", len(lost))
+    done -= set(lost)
     edges = [np.cumsum((0, *c)) for c in data.chunks]
     todo = [idx for idx in np.ndindex(*data.numblocks) if _key(idx) not in done]
     log.info(
@@ -95,13 +237,36 @@ def write_zarr_resumable(
         bar.close()
     if todo:
         log.info("%d chunks, %s", len(todo), bar.rate())
-    staged = xr.open_zarr(partial / "store.zarr", consolidated=False)[name]
-    _require_data(_any_valid(staged.data, nodata), target)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial / "store.zarr", target)
-    shutil.rmtree(partial)
-    return target
+
+
+def _missing(store: Path, name: str, keys: set[str] | list[str]) -> list[str]:
+    """The chunk keys (``"i-j"``) among ``keys`` whose data file is not in the store."""
+    if not keys:
+        return []
+    import zarr
+
+    array = zarr.open_group(store, mode="r", zarr_format=3)[name]
+    assert isinstance(array, zarr.Array)
+    meta = array.metadata
+    return sorted(
+        k
+        for k in keys
+        if not (store / name / meta.encode_chunk_key(tuple(map(int, k.split("-"))))).is_file()
+    )
+
+
+def _check_chunks(partial: Path, name: str, data: da.Array) -> None:
+    """Every chunk must be in the store before it is published (no zeros for lost chunks)."""
+    keys = [_key(idx) for idx in np.ndindex(*data.numblocks)]
+    lost = _missing(partial / "store.zarr", name, keys)
+    if lost:
+        for key in lost:
+            (partial / "done" / key).unlink(missing_ok=True)
+        raise ChunkFailedError(
+            f"{len(lost)} chunks of {partial} have no data in the store although the job "
+            f"recorded them (e.g. {lost[0]}); they were not published. Rerun with --resume "
+            "to compute them again"
+        )
 
 
 def _collect(
@@ -168,6 +333,13 @@ def _write_block(
     info = block_info[0]
     region = tuple(slice(int(a), int(b)) for a, b in info["array-location"])
     array = zarr.open_group(store, mode="r+", zarr_format=3)[name]
-    array[region] = block  # type: ignore[index]
-    Path(done_dir, _key(info["chunk-location"])).touch()  # after the data: a whole chunk
+    assert isinstance(array, zarr.Array)
+    # every chunk gets a file, even one equal to the fill value: its presence is checked
+    array.with_config({"write_empty_chunks": True})[region] = block
+    coords = tuple(s.start // c for s, c in zip(region, array.chunks, strict=True))
+    chunk = Path(store, name, array.metadata.encode_chunk_key(coords))
+    fsync_file(chunk)  # the data is on disk before its record exists
+    fsync_dir(chunk.parent)
+    record = Path(done_dir, _key(info["chunk-location"]))
+    record.touch()
     return np.full((1,) * block.ndim, block.size, dtype=np.int64)

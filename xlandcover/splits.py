@@ -2,17 +2,21 @@
 
 Random splits of pixels or overlapping chips leak: neighbouring pixels are nearly identical, so a
 model is scored on what it has seen. :func:`spatial_split` assigns whole contiguous blocks (a
-square grid anchored at the CRS origin, or user groups such as image tiles) to one partition,
-then drops the chips of a lower-priority partition (train < val < test) that overlap or come
-closer than ``buffer`` to a chip of another partition. The test set is never thinned.
+square grid anchored at the CRS origin, user groups such as image tiles, or groups of vector
+features such as polygons) to one partition, then drops the chips of a lower-priority partition
+(train < val < test) that overlap the labelled pixels of a chip of another partition (on dense
+labels: that overlap it) or whose labelled pixels come closer than ``buffer`` to its labelled
+pixels. The test set is never thinned.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -36,6 +40,11 @@ class Splits:
     dropped: Mapping[str, int] = field(default_factory=dict)
     block_size: float | None = None
     units: str = ""
+    #: How the blocks were made, the buffer and its units ("crs" or "pixels"), for
+    #: :func:`held_out`.
+    by: str = "block"
+    buffer: float = 0.0
+    unit_mode: str = "crs"
 
     def __iter__(self) -> Iterator[Chips]:
         return iter((self.train, self.val, self.test))
@@ -46,6 +55,14 @@ class Splits:
             for name, part in zip(SPLITS, self, strict=True)
         )
         return f"<Splits: {parts}; {len(self.assignment)} blocks>"
+
+    def export(self, folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the chips of the three partitions as image and label GeoTIFF pairs with one
+        GeoParquet index (``split`` column); see :meth:`Chips.export`."""
+        from .export import export_chips
+
+        parts = [(name, part) for name, part in zip(SPLITS, self, strict=True) if len(part)]
+        return export_chips(parts, folder, overwrite=overwrite)
 
     def summary(self) -> pd.DataFrame:
         """Chips kept and dropped by the buffer, blocks, and labelled pixels per class and
@@ -69,7 +86,7 @@ def spatial_split(
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     buffer: float = 0.0,
     seed: int = 0,
-    by: Literal["block", "group", "source"] = "block",
+    by: Literal["block", "group", "source", "feature"] = "block",
     units: Literal["crs", "pixels"] = "crs",
     assign: Mapping[str, Sequence[str]] | None = None,
     stratify: bool = True,
@@ -82,7 +99,8 @@ def spatial_split(
         From :func:`~xlandcover.sample_chips`.
     block_size
         Side of the square blocks (``by="block"``), in CRS units or pixels (``units``). A
-        chip belongs to the block holding its centre. ``"auto"``:
+        chip belongs to the block holding the centre of its labelled pixels (its own centre on
+        dense labels), so chips around one small polygon or point share a block. ``"auto"``:
         :func:`recommend_block_size` (blocks several chips and buffers wide, and at least
         about 20 of them).
     fractions
@@ -90,12 +108,19 @@ def spatial_split(
         partition empty on purpose). Whole blocks are assigned, in a seeded random order, each
         to the partition furthest below its target.
     buffer
-        Chips closer than this (CRS units or pixels) to a chip of another partition are
-        dropped, from train first, then val. Chips of different partitions never overlap,
-        whatever the buffer.
+        Chips whose labelled pixels come closer than this (CRS units or pixels) to the
+        labelled pixels of a chip of another partition are dropped, from train first, then
+        val. (On dense labels that is the distance between the chips.) Whatever the buffer,
+        no chip holds labelled pixels (the bounds of a chip's labelled pixels) of a chip of
+        another partition: on dense labels, chips of different partitions never overlap; on
+        sparse labels their unlabelled margins may.
     by
         ``"block"`` (square grid), ``"group"`` (the ``groups`` given to ``sample_chips``, e.g.
-        whole image tiles) or ``"source"`` (each image is a block).
+        whole image tiles), ``"source"`` (each image is a block) or ``"feature"``: every
+        vector feature (polygon, point, line) stays in one partition with all its pixels.
+        Features that share a chip form one group (a cluster of points, touching polygons),
+        and each group is a block, so no chip holds features of two partitions. Needs
+        ``sample_chips(..., features=rasterize_features(...))``.
     assign
         Explicit blocks per partition instead of random ones, e.g.
         ``{"val": ["tile-6"], "test": ["tile-7"]}``; unnamed blocks go to train.
@@ -128,17 +153,23 @@ def spatial_split(
         if stratify:
             presence = np.zeros((len(keys), len(chips.class_ids)), dtype=bool)
             np.logical_or.at(presence, inverse, chips.counts > 0)
-            _check_strata(presence, fr, chips, block_size, unit_name)
+            _check_strata(presence, fr, chips, _blocks_are(by, block_size, unit_name))
         split_of_block = _greedy(sizes, fr, np.random.default_rng(seed), presence)
     for s, name in enumerate(SPLITS):
         if ((assign is None and fr[s] > 0) or (assign and name in assign)) and not (
             split_of_block == s
         ).any():
+            advice = (
+                "Features that share a chip are one group: use smaller chips or a larger "
+                "stride, more separate features, or by='block'"
+                if by == "feature"
+                else f"Use a smaller block_size (it is in {unit_name}; block_size='auto' "
+                "suggests one), more data"
+            )
             raise EmptySplitError(
                 f"the {name} partition got no block: {len(keys)} block(s) "
-                f"for fractions {tuple(fractions)}. Use a smaller block_size (it is in "
-                f"{unit_name}; block_size='auto' suggests one), more data, or set its "
-                f"fraction to 0 if you do not want a {name} set"
+                f"({_blocks_are(by, block_size, unit_name)}) for fractions {tuple(fractions)}. "
+                f"{advice}, or set its fraction to 0 if you do not want a {name} set"
             )
     before = split_of_block[inverse]
     split = _apply_buffer(table, before, buffer * scale, chips)
@@ -159,9 +190,63 @@ def spatial_split(
         {"block": str}
     )
     result = Splits(parts[0], parts[1], parts[2], assignment, dropped,
-                    None if block_size is None else float(block_size), unit_name)  # fmt: skip
-    _warn_losses(result, chips, buffer, unit_name, before)
+                    None if block_size is None else float(block_size), unit_name, by,
+                    float(buffer), units)  # fmt: skip
+    _warn_losses(result, chips, buffer, unit_name, before, by)
     return result
+
+
+def held_out(splits: Splits, chips: Chips, *, partition: str = "test") -> Chips:
+    """The chips of ``chips`` that ``splits`` would put in ``partition``: other labels (e.g. a
+    dense reference map) over the same images, scored where the split held data out.
+
+    Train on sparse labels (polygons, points), then score on a dense reference of the held-out
+    places: ``chips`` is cut from the reference labels, and a chip is kept when its block (the
+    same blocks, groups or images as the split's) went to ``partition``, it overlaps no chip of
+    the other partitions, and its labelled pixels keep the split's ``buffer`` from theirs.
+    With ``by="feature"`` there are no blocks: every reference chip away from the other
+    partitions' chips is kept.
+
+    Raises :class:`~xlandcover.errors.EmptySplitError` when none is left.
+    """
+    if partition not in SPLITS:
+        raise EmptySplitError(f"partition must be one of {SPLITS}, got {partition!r}")
+    target = SPLITS.index(partition)
+    t = chips.table
+    if splits.by == "feature":
+        candidate = np.ones(len(t), dtype=bool)
+    else:
+        scale = _unit_scale(chips, splits.unit_mode)
+        size = None if splits.block_size is None else splits.block_size * scale
+        keys = _block_keys(chips, splits.by, size)
+        assigned = dict(zip(splits.assignment["block"], splits.assignment["split"], strict=True))
+        candidate = np.array([assigned.get(str(k)) == partition for k in keys])
+    others = [p for s, p in enumerate(splits) if s != target and len(p)]
+    if others and candidate.any():
+        frames = np.array([s.frame for s in chips.sources])[t["source"].to_numpy()]
+        buffer = splits.buffer * _unit_scale(chips, splits.unit_mode)
+        bounds = t[["minx", "miny", "maxx", "maxy"]].to_numpy()
+        labelled = labelled_bounds(t)
+        for part in others:
+            pt = part.table
+            part_frames = np.array([s.frame for s in part.sources])[pt["source"].to_numpy()]
+            part_bounds = pt[["minx", "miny", "maxx", "maxy"]].to_numpy()
+            part_labelled = labelled_bounds(pt)
+            for frame in np.unique(frames[candidate]):
+                mine = np.flatnonzero(candidate & (frames == frame))
+                theirs = part_frames == frame
+                if not theirs.any():
+                    continue
+                close = _too_close(bounds[mine], part_bounds[theirs], buffer[mine],
+                                   labelled[mine], part_labelled[theirs])  # fmt: skip
+                candidate[mine[close]] = False
+    if not candidate.any():
+        raise EmptySplitError(
+            f"no chip of the other labels lies in the {partition} partition of the split (by "
+            f"{splits.by!r}) away from the other partitions' chips; check that both labels "
+            "cover the same images, or use a smaller buffer"
+        )
+    return chips.subset(candidate)
 
 
 def recommend_block_size(
@@ -183,24 +268,33 @@ def recommend_block_size(
     return float(max(1, round(min(wide, many) / chip)) * chip)
 
 
-def _check_strata(
-    presence: np.ndarray, fr: np.ndarray, chips: Chips, block_size: object, unit_name: str
-) -> None:
+def _blocks_are(by: str, block_size: object, unit_name: str) -> str:
+    if by == "block":
+        return f"block_size {block_size} {unit_name}"
+    return {"feature": "feature groups", "group": "groups", "source": "images"}.get(by, by)
+
+
+def _check_strata(presence: np.ndarray, fr: np.ndarray, chips: Chips, blocks: str) -> None:
     if fr[2] == 0 or fr[0] == 0:
         return
     lonely = [c.name for c, n in zip(chips.classes, presence.sum(axis=0), strict=True) if n == 1]
     if lonely:
         raise EmptySplitError(
-            f"classes {lonely} are each present in one block only (block_size {block_size} "
-            f"{unit_name}), so they cannot be both in train and in test. Use smaller blocks "
-            "(block_size='auto' suggests one), more data, declare them unlabelled, or pass "
+            f"classes {lonely} are each present in one block only ({blocks}), so they cannot "
+            "be both in train and in test. Use smaller blocks (block_size='auto' suggests "
+            "one) or more features of those classes, more data, declare them unlabelled, or pass "
             "stratify=False to accept classes that are learnt but never scored (or scored but "
             "never learnt)"
         )
 
 
 def _warn_losses(
-    splits: Splits, chips: Chips, buffer: float, unit_name: str, before: np.ndarray
+    splits: Splits,
+    chips: Chips,
+    buffer: float,
+    unit_name: str,
+    before: np.ndarray,
+    by: str = "block",
 ) -> None:
     heavy = [
         f"{name} {splits.dropped[name]} of {int((before == s).sum())}"
@@ -208,12 +302,16 @@ def _warn_losses(
         if splits.dropped[name] * 3 > (before == s).sum() > 0
     ]
     if heavy:
-        advice = recommend_block_size(chips, buffer=buffer)
+        if by == "block":
+            advice = recommend_block_size(chips, buffer=buffer)
+            larger = f"larger blocks (recommended here: block_size={advice:g} "
+            larger += f"{_unit_name(chips, 'crs')}), "
+        else:
+            larger = ""
         warnings.warn(
             f"chips overlapping or within the buffer ({buffer} {unit_name}) of another "
             f"partition were dropped: more than a third of {', '.join(heavy)} chips. Use "
-            f"larger blocks (recommended here: block_size={advice:g} "
-            f"{_unit_name(chips, 'crs')}), smaller chips, a larger stride or a smaller buffer",
+            f"{larger}smaller chips, a larger stride or a smaller buffer",
             SplitWarning,
             stacklevel=3,
         )
@@ -266,15 +364,59 @@ def _block_keys(chips: Chips, by: str, block_size: np.ndarray | None) -> np.ndar
         return t["group"].astype(str).to_numpy()
     if by == "source":
         return t["source"].astype(str).to_numpy()
+    if by == "feature":
+        return _feature_groups(chips, frames)
     if by != "block":
-        raise EmptySplitError(f"by must be 'block', 'group' or 'source', got {by!r}")
+        raise EmptySplitError(f"by must be 'block', 'group', 'source' or 'feature', got {by!r}")
     if block_size is None or (block_size <= 0).any():
         raise EmptySplitError(
             "by='block' needs a positive block_size (block_size='auto' suggests one)"
         )
-    bx = np.floor(t["cx"].to_numpy() / block_size).astype(np.int64)
-    by_ = np.floor(t["cy"].to_numpy() / block_size).astype(np.int64)
+    # the centre of the chip's labelled pixels (the chip's centre on dense labels): chips
+    # around one small polygon or point then fall in one block, however they straddle it
+    lab = labelled_bounds(t)
+    cx, cy = (lab[:, 0] + lab[:, 2]) / 2, (lab[:, 1] + lab[:, 3]) / 2
+    bx = np.floor(cx / block_size).astype(np.int64)
+    by_ = np.floor(cy / block_size).astype(np.int64)
     return np.array([f"{f}|{x}|{y}" for f, x, y in zip(frames, bx, by_, strict=True)])
+
+
+def _feature_groups(chips: Chips, frames: np.ndarray) -> np.ndarray:
+    """Per chip, the key of its feature group: features that share a chip are joined
+    (union-find), so every chip's features are in one group. Features are told apart by frame
+    (CRS) and id, so one vector file burnt onto several images of a CRS stays one feature."""
+    t = chips.table
+    if "features" not in t:
+        raise EmptySplitError(
+            "by='feature' needs the features of each chip: sample_chips(image, labels, ..., "
+            "features=xlandcover.rasterize_features(vector, like=image)) (in a TOML "
+            "configuration: vector labels get them)"
+        )
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def find(a: tuple[str, int]) -> tuple[str, int]:
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    members = [
+        [(str(f), int(i)) for i in ids] for f, ids in zip(frames, t["features"], strict=True)
+    ]
+    for chip, nodes in enumerate(members):
+        if not nodes:
+            raise EmptySplitError(
+                f"chip {int(t['chip'].iloc[chip])} holds labelled pixels but no feature; the "
+                "feature rasters must come from the same table and options as the labels"
+            )
+        root = find(nodes[0])
+        for other in nodes[1:]:
+            r = find(other)
+            if r != root:
+                parent[r] = root
+    keys = [find(nodes[0]) for nodes in members]
+    return np.array([f"{frame}|feature-group-{i}" for frame, i in keys])
 
 
 def _greedy(
@@ -346,6 +488,7 @@ def _apply_buffer(
     split = split.copy()
     frames = np.array([s.frame for s in chips.sources])[table["source"].to_numpy()]
     bounds = table[["minx", "miny", "maxx", "maxy"]].to_numpy()
+    labelled = labelled_bounds(table)
     for frame in np.unique(frames):
         in_frame = np.flatnonzero(frames == frame)
         for high in (2, 1):  # test keeps everything, val yields to test, train to both
@@ -356,19 +499,41 @@ def _apply_buffer(
                 cand = in_frame[split[in_frame] == low]
                 if len(cand) == 0:
                     continue
-                split[cand[_too_close(bounds[cand], bounds[keepers], buffer[cand])]] = -1
+                close = _too_close(bounds[cand], bounds[keepers], buffer[cand],
+                                   labelled[cand], labelled[keepers])  # fmt: skip
+                split[cand[close]] = -1
     return split
 
 
-def _too_close(a: np.ndarray, b: np.ndarray, buffer: np.ndarray, batch: int = 512) -> np.ndarray:
-    """For each rectangle of ``a``: is any rectangle of ``b`` closer than its ``buffer``?
+def labelled_bounds(table: pd.DataFrame) -> np.ndarray:
+    """``(n, 4)`` bounds of each chip's labelled pixels (the chip's own where unknown)."""
+    bounds = table[["minx", "miny", "maxx", "maxy"]].to_numpy(dtype=np.float64)
+    if "lminx" not in table:
+        return bounds
+    lab = table[["lminx", "lminy", "lmaxx", "lmaxy"]].to_numpy(dtype=np.float64)
+    return np.where(np.isnan(lab), bounds, lab)
 
-    Closer than the buffer, or overlapping (both gaps negative) when the buffer is 0.
-    """
+
+def _too_close(
+    a: np.ndarray,
+    b: np.ndarray,
+    buffer: np.ndarray,
+    a_labelled: np.ndarray | None = None,
+    b_labelled: np.ndarray | None = None,
+    batch: int = 512,
+) -> np.ndarray:
+    """For each chip (rectangle) of ``a``: does it overlap the labelled pixels (their bounds;
+    the rectangle itself by default) of a chip of ``b``, or ``b`` its labelled pixels, or do
+    the two chips' labelled pixels come closer than its ``buffer``? On dense labels: do the
+    chips overlap or come closer than the buffer."""
+    a_lab = a if a_labelled is None else a_labelled
+    b_lab = b if b_labelled is None else b_labelled
     out = np.zeros(len(a), dtype=bool)
     for i in range(0, len(a), batch):
-        gap = _gaps(a[i : i + batch], b)
-        out[i : i + batch] = (gap < buffer[i : i + batch, None]).any(axis=1)
+        part = slice(i, i + batch)
+        overlap = (_gaps(a[part], b_lab) < 0) | (_gaps(a_lab[part], b) < 0)
+        near = _gaps(a_lab[part], b_lab) < buffer[part, None]
+        out[part] = (overlap | near).any(axis=1)
     return out
 
 

@@ -21,7 +21,7 @@ import xarray as xr
 
 from .composite import COMPOSITES
 from .composite import composite as _composite
-from .errors import InputNotFoundError, MissingAssetError, StacQueryError
+from .errors import InputFileError, InputNotFoundError, MissingAssetError, StacQueryError
 from .grid import BBox, check_bbox, geometry_bounds, snapped_bounds, target_epsg
 from .presets import Band, StacPreset, get_preset
 from .stac_search import (
@@ -261,8 +261,19 @@ def _read_items(source: Any) -> Any:
                 f"{source!s} is neither an http(s) STAC API URL nor an existing item file; "
                 "give the API's root URL or the path of a saved ItemCollection"
             )
-        with open(source) as f:
-            return json.load(f)
+        try:
+            with open(source) as f:
+                return json.load(f)
+        except json.JSONDecodeError as err:
+            raise InputFileError(
+                f"{source!s} is not valid JSON ({err}); it may be cut short: save the search "
+                "again (e.g. `search.item_collection().save_object(path)`)"
+            ) from err
+        except (UnicodeDecodeError, RecursionError) as err:
+            raise InputFileError(
+                f"{source!s} is not a readable ItemCollection file ({type(err).__name__}); "
+                "save the search again"
+            ) from err
     return source
 
 

@@ -45,8 +45,9 @@ from .errors import (
 from .labels import ClassIndex
 from .losses import IGNORE, make_loss, median_frequency_weights
 from .metrics import Report
-from .package import ModelPackage, package_model, save_model
+from .package import ModelPackage, band_range, package_model, save_model
 from .recipe import FIXED_DEFAULTS, DataProfile, auto_settings, bounded_class_weights
+from .spectral import resolve_indices
 from .splits import Splits
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ class TrainConfig:
     encoder_weights: str | None = None  # a local weights file; never a download
     arch_kwargs: Mapping[str, Any] | None = None
     pixel_branch: int | None = None  # width of the per-pixel 1x1 branch; 0: none
+    #: spectral indices the network computes from its bands (names of
+    #: :data:`xlandcover.spectral.INDICES`, or {name: [band_a, band_b]}); []: none
+    indices: list[str] | dict[str, list[str]] | None = None
     loss: str | None = None
     class_weights: Literal["bounded", "median_frequency", "none"] | None = None
     epochs: int | None = None
@@ -85,6 +89,7 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float | None = None
     schedule: Literal["onecycle", "cosine", "poly", "constant"] | None = None
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: momentum 0.9, Nesterov (with "poly")
     ema: float | None = None  # decay of the weights' moving average; 0: off
     amp: Literal["auto", "on", "off"] = "auto"
     grad_clip: float | None = 1.0
@@ -141,6 +146,8 @@ class TrainResult:
     forest_report: Report | None = None
     #: Per class: share of the validation pixels in the reference and in the map.
     class_shares: pd.DataFrame | None = None
+    #: The fitted softmax temperature and the calibration error before and after.
+    calibration: dict[str, float] = field(default_factory=dict)
 
     @property
     def beats_forest(self) -> bool | None:
@@ -265,6 +272,10 @@ class _State:
     seconds: float = 0.0
     train_seconds: float = 0.0
     val_seconds: float = 0.0
+    planned: int = 0  # epochs before any time budget
+    at_last_epoch: float = 0.0  # seconds elapsed when the latest epoch began
+    last_train_seconds: float = 0.0
+    last_val_seconds: float = 0.0
     validations: int = 0
     stopped: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -299,6 +310,7 @@ class _Run:
             train_chips, seed=cfg.seed, robust=cfg.normalization == "robust"
         )
         self.data = ChipData(train_chips, index, mean, std)
+        self.data.preload()
         self.arch_kwargs = {
             "encoder_name": cfg.encoder,
             "in_channels": n_bands,
@@ -307,6 +319,15 @@ class _Run:
         }
         if cfg.pixel_branch:
             self.arch_kwargs["pixel_branch"] = int(cfg.pixel_branch)
+        bands = train_chips.bands or [f"band_{i + 1}" for i in range(n_bands)]
+        if cfg.indices:
+            found = resolve_indices(bands, cfg.indices)
+            self.arch_kwargs["indices"] = {
+                "names": [name for name, _, _ in found],
+                "pairs": [[a, b] for _, a, b in found],
+                "mean": mean.tolist(),
+                "std": std.tolist(),
+            }
         self.model = _build_model(cfg, self.arch_kwargs).to(self.device)
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -320,9 +341,14 @@ class _Run:
         self.augment = Augment(cfg.augment, n_bands=n_bands) if cfg.augment else None
         assert cfg.batch_size is not None and cfg.epochs is not None
         self.steps = cfg.steps_per_epoch or max(1, len(train_chips) // cfg.batch_size)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr or 0.0, weight_decay=cfg.weight_decay or 0.0
-        )
+        params, lr, decay = self.model.parameters(), cfg.lr or 0.0, cfg.weight_decay or 0.0
+        self.optimizer: torch.optim.Optimizer
+        if cfg.optimizer == "sgd":  # momentum 0.9, Nesterov: the DeepLabV3+ recipes ("poly")
+            self.optimizer = torch.optim.SGD(
+                params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay
+            )
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=decay)
         self.schedule = SCHEDULES[cfg.schedule or "onecycle"]
         self.use_amp = cfg.amp == "on" or (cfg.amp == "auto" and self.device.type == "cuda")
         self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
@@ -331,9 +357,9 @@ class _Run:
         )
         self.sample_weights = _sample_weights(train_chips) if cfg.sampler == "class_aware" else None
         self.rng = np.random.default_rng(cfg.seed)
-        self.state = _State(epochs=cfg.epochs)
+        self.state = _State(epochs=cfg.epochs, planned=cfg.epochs)
         self.package_kwargs: dict[str, Any] = dict(
-            bands=train_chips.bands or [f"band_{i + 1}" for i in range(n_bands)],
+            bands=bands,
             classes=train_chips.classes,
             normalization={"mean": mean.tolist(), "std": std.tolist()},
             window=cfg.window or train_chips.size,
@@ -342,6 +368,7 @@ class _Run:
             description=description,
             architecture=cfg.arch,
             arch_kwargs=self.arch_kwargs,
+            input_range=band_range(train_chips, seed=cfg.seed),
         )
         self.start = _clock()
         self.best_path = out / "best.xlc"
@@ -360,6 +387,7 @@ class _Run:
         assert cfg.batch_size is not None
         self.model.train()
         t0 = _clock()
+        st.at_last_epoch, st.last_val_seconds = self.elapsed, 0.0
         order = _epoch_order(
             len(self.train_chips), self.steps * cfg.batch_size, self.sample_weights, self.rng
         )
@@ -395,7 +423,8 @@ class _Run:
         if bar is not None:
             bar.close()
         st.epoch += 1
-        st.train_seconds += _clock() - t0
+        st.last_train_seconds = _clock() - t0
+        st.train_seconds += st.last_train_seconds
         self._row = {
             "epoch": st.epoch,
             "step": st.step,
@@ -410,7 +439,8 @@ class _Run:
         if last or st.epoch == 1 or st.epoch % (cfg.val_every or 1) == 0:
             t0 = _clock()
             report = self.validate()
-            st.val_seconds += _clock() - t0
+            st.last_val_seconds = _clock() - t0
+            st.val_seconds += st.last_val_seconds
             st.validations += 1
         row = {
             **self._row,
@@ -464,8 +494,12 @@ class _Run:
             )
         history = pd.DataFrame(st.history)
         plot_history(history, self.out / "curves.png")
+        report = _best_report(load_model(self.best_path), self)
+        calibration = self.calibrate(load_model(self.best_path))
         model = load_model(self.best_path)
-        report = _best_report(model, self)
+        from .gallery import save_results  # image, reference and prediction of val chips
+
+        save_results(model, self.val_chips, self.out / "results.png", device=str(self.device))
         shares = class_shares(report)
         forest = None
         if compare_forest:
@@ -482,11 +516,51 @@ class _Run:
             val_report=report,
             forest_report=forest,
             class_shares=shares,
+            calibration=calibration,
         )
         _write_report(self.out / "training_report.json", result, self.profile)
         log.info("class shares on the validation pixels:\n%s", shares.to_string())
         if forest is not None:
             _verdict(result)
+        return result
+
+    def calibrate(self, model: ModelPackage, max_chips: int = 256) -> dict[str, float]:
+        """Fit a softmax temperature on the validation chips' logits (every 2nd pixel of up
+        to ``max_chips`` chips) and store it, with the calibration error before and after,
+        in the saved package."""
+        from ._torch import torch
+        from .calibration import expected_calibration_error, fit_temperature, softmax
+        from .package import with_temperature
+
+        index = ClassIndex(self.train_chips.class_ids, self.train_chips.unlabelled)
+        val = ChipData(self.val_chips, index, self.data.mean[:, 0, 0], self.data.std[:, 0, 0])
+        rows = np.random.default_rng(self.cfg.seed).permutation(len(val))[:max_chips]
+        net = model.build_module(str(self.device))
+        logits, targets = [], []
+        with torch.inference_mode():
+            for i in range(0, len(rows), 8):
+                x, y = val.batch(rows[i : i + 8])
+                logits.append(net(x.to(self.device)).float().cpu().numpy()[:, :, ::2, ::2])
+                targets.append(y.numpy()[:, ::2, ::2])
+        scores, truth = np.concatenate(logits), np.concatenate(targets)
+        if not (truth != IGNORE).any():
+            return {}
+        t = fit_temperature(scores, truth, ignore_index=IGNORE, seed=self.cfg.seed)
+        result = {
+            "temperature": t,
+            "ece_before": expected_calibration_error(softmax(scores), truth, ignore_index=IGNORE),
+            "ece_after": expected_calibration_error(
+                softmax(scores, temperature=t), truth, ignore_index=IGNORE
+            ),
+        }
+        errors = {k: v for k, v in result.items() if k != "temperature"}
+        with_temperature(
+            model, t, self.best_path, overwrite=True, fitted_on="validation chips", **errors
+        )
+        log.info(
+            "softmax temperature %.3f: calibration error on validation chips %.4f -> %.4f",
+            t, result["ece_before"], result["ece_after"],
+        )  # fmt: skip
         return result
 
     # -- helpers --------------------------------------------------------------------------------
@@ -515,27 +589,30 @@ class _Run:
         self.best_report = report
 
     def _fit_budget(self) -> None:
-        """With ``max_minutes``: after the first epoch, size the schedule to the budget from
-        the measured time per epoch and per validation; later, stop when time is up."""
+        """With ``max_minutes``: after the first and the second epoch, size the schedule to the
+        budget from the measured time of the latest epoch and validation (the first epoch also
+        reads and caches the chips, so the second corrects its estimate, upwards too, up to
+        the planned epochs); later, stop when time is up."""
         cfg, st = self.cfg, self.state
         if cfg.max_minutes is None or st.stopped:
             return
         budget = cfg.max_minutes * 60.0
         remaining = budget - st.seconds
-        if st.epoch == 1 and st.epoch < st.epochs:
-            # the first epoch is always validated: its time splits into training,
-            # validation and the rest (checkpoint, history); 10 % is kept in reserve
+        if st.epoch <= 2 and st.epoch < st.planned:
+            # the latest epoch's time splits into training, validation and the rest
+            # (checkpoint, history); 10 % of what remains is kept in reserve
+            spent = st.seconds - st.at_last_epoch
+            other = max(spent - st.last_train_seconds - st.last_val_seconds, 0.0)
             per_val = st.val_seconds / max(st.validations, 1)
-            other = max(st.seconds - st.train_seconds - st.val_seconds, 0.0)
-            per_epoch = st.train_seconds + other + per_val / (cfg.val_every or 1)
-            fits = st.epoch + max(0, int(0.9 * remaining // per_epoch))
-            if st.epoch < fits < st.epochs:
-                log.info(
-                    "schedule sized to the %.0f min budget: %d of %d epochs (%.1f s per epoch)",
-                    cfg.max_minutes, fits, st.epochs, per_epoch,
-                )  # fmt: skip
-                st.epochs = fits
+            per_epoch = st.last_train_seconds + other + per_val / (cfg.val_every or 1)
+            fits = min(st.epoch + max(0, int(0.9 * remaining // per_epoch)), st.planned)
             if fits > st.epoch:
+                if fits != st.epochs:
+                    log.info(
+                        "schedule sized to the %.0f min budget: %d of %d epochs (%.1f s each)",
+                        cfg.max_minutes, fits, st.planned, per_epoch,
+                    )  # fmt: skip
+                st.epochs = fits
                 return
         if remaining <= 0 and st.epoch < st.epochs:
             st.stopped = "time budget"
@@ -585,7 +662,7 @@ class _Run:
         planned = self.state.epochs
         self.state = _State(**saved)
         # a budget that stopped the earlier run does not bind this one
-        self.state.epochs, self.state.stopped = planned, ""
+        self.state.epochs, self.state.planned, self.state.stopped = planned, planned, ""
         self.start = _clock() - self.state.seconds
 
 
@@ -663,18 +740,30 @@ class ChipData:
     def __len__(self) -> int:
         return len(self.chips)
 
+    def preload(self) -> None:
+        """Fill the cache (when it fits), reading each source once (:meth:`Chips.read_many`)."""
+        if self._cache is None:
+            return
+        missing = [i for i in range(len(self.chips)) if i not in self._cache]
+        for i, read in self.chips.read_many(missing):
+            self._cache[i] = self._convert(*read)
+
     def item(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        image, labels, valid = self.chips.read(i)
+        pair = self._convert(*self.chips.read(i))
+        if self._cache is not None:
+            self._cache[i] = pair
+        return pair
+
+    def _convert(
+        self, image: np.ndarray, labels: np.ndarray, valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         x = (image.astype(np.float32) - self.mean) / self.std
         x[:, ~valid] = 0.0
         y = self.index(labels)
         y[(y >= self.index.n) | ~valid] = IGNORE
-        pair = (x, y.astype(np.uint8))
-        if self._cache is not None:
-            self._cache[i] = pair
-        return pair
+        return x, y.astype(np.uint8)
 
     def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         from ._torch import torch
@@ -696,8 +785,7 @@ def band_statistics(
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(chips))[:max_chips]
     parts = []
-    for i in rows:
-        image, _, valid = chips.read(int(i))
+    for _, (image, _, valid) in sorted(chips.read_many(rows), key=lambda r: r[0]):
         parts.append(image[:, valid].astype(np.float64))
     px = np.concatenate(parts, axis=1) if parts else np.zeros((chips.n_bands, 0))
     if px.shape[1] == 0:
@@ -758,6 +846,8 @@ def _check_values(cfg: TrainConfig) -> None:
         raise TrainingSettingsError(f"max_minutes must be >= 0, got {cfg.max_minutes}")
     if cfg.ema is not None and not 0.0 <= cfg.ema < 1.0:
         raise TrainingSettingsError(f"ema is a decay in [0, 1), got {cfg.ema}")
+    if cfg.optimizer not in ("adamw", "sgd"):
+        raise TrainingSettingsError(f"optimizer must be 'adamw' or 'sgd', not {cfg.optimizer!r}")
     if cfg.schedule is not None and cfg.schedule not in SCHEDULES:
         raise UnknownArchitectureError(
             f"unknown schedule {cfg.schedule!r}; use one of {sorted(SCHEDULES)}"
@@ -774,9 +864,9 @@ def _check_values(cfg: TrainConfig) -> None:
 
 
 def _describe(cfg: TrainConfig, reasons: Mapping[str, str]) -> str:
-    keys = ("arch", "encoder", "pixel_branch", "batch_size", "epochs", "steps_per_epoch", "lr",
-            "schedule", "ema", "loss", "class_weights", "normalization", "window", "overlap",
-            "val_every", "max_minutes")  # fmt: skip
+    keys = ("arch", "encoder", "pixel_branch", "indices", "batch_size", "epochs",
+            "steps_per_epoch", "lr", "schedule", "ema", "loss", "class_weights", "normalization",
+            "window", "overlap", "val_every", "max_minutes")  # fmt: skip
     return ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys)
 
 
@@ -839,6 +929,7 @@ def _write_report(path: Path, result: TrainResult, profile: DataProfile) -> None
         "class_shares": None
         if result.class_shares is None
         else result.class_shares.to_dict(orient="index"),
+        "calibration": result.calibration,
         "val": None if result.val_report is None else result.val_report.summary(),
         "forest_val": None if result.forest_report is None else result.forest_report.summary(),
     }

@@ -1,18 +1,23 @@
 """Streaming writers: Zarr v3 and Cloud-Optimized GeoTIFF, chunk by chunk, never the whole scene.
 
-Both write under a temporary name beside the target and rename only when complete, so an
-interrupted run never leaves an output that looks finished; both refuse to replace an existing
-output unless ``overwrite=True``.
+Both accept numpy- and Dask-backed predictions, write under a temporary name beside the target
+and rename only when complete and checked, so an interrupted or failed run never leaves an
+output that looks finished. Both refuse to replace an existing output unless
+``overwrite=True``, and even then replace only an earlier xlandcover output, never another
+file or folder (:mod:`xlandcover.outputs`). Every block of a COG is read back and compared
+with what was written before the file is published: a write GDAL only reported (a disk full
+for a moment) fails the write instead of publishing missing blocks.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
 import time
-import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -22,10 +27,22 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .errors import AllNodataError, OutputExistsError, RasterInputError
+from .errors import AllNodataError, RasterInputError
+from .outputs import (
+    MARKER,
+    check_target,
+    gdal_failure,
+    output_lock,
+    publish,
+    staging_path,
+    write_failure,
+)
 from .package import hex_to_rgb
 
 PathLike = str | os.PathLike[str]
+
+#: Pixels per side of the blocks a numpy-backed prediction is written (and read back) in.
+NUMPY_BLOCK = 2048
 
 
 def to_zarr(labels: xr.DataArray | xr.Dataset, store: PathLike, *, overwrite: bool = False) -> Path:
@@ -33,32 +50,35 @@ def to_zarr(labels: xr.DataArray | xr.Dataset, store: PathLike, *, overwrite: bo
 
     The store reads back with ``xarray.open_zarr(store, decode_coords="all")``; its single
     variable keeps the prediction's name (``landcover`` or ``probability``), ``rio.crs`` and
-    ``rio.transform()`` work on it, and ``nodata`` is in its attributes. A Dataset of layers
-    (``predict(..., output=("labels", "confidence"))``) is written as one store with one
-    variable per layer, in one pass over the prediction.
+    ``rio.transform()`` work on it, and ``nodata`` is in its attributes. ``labels`` may be
+    numpy- or Dask-backed. A Dataset of layers (``predict(..., output=("labels",
+    "confidence"))``) is written as one store with one variable per layer, in one pass over
+    the prediction.
 
     Examples
     --------
     >>> to_zarr(labels, "landcover.zarr")  # doctest: +SKIP
     """
     target = Path(store)
-    _check_target(target, overwrite)
-    if isinstance(labels, xr.Dataset):
-        parts = [_zarr_dataset(labels[v]) for v in labels.data_vars]
-        ds = xr.merge([p[0] for p in parts], compat="override", join="exact")
-        name, nodata = parts[0][1], parts[0][2]
-    else:
-        ds, name, nodata = _zarr_dataset(labels)
-    with _staging(target) as tmp:
-        _create_store(ds, name, tmp / "store.zarr").compute()
-        staged = xr.open_zarr(tmp / "store.zarr", consolidated=False)[name]
-        _require_data(_any_valid(staged.data, nodata), target)
-        _publish(tmp / "store.zarr", target)
+    with output_lock(target):
+        check_target(target, overwrite=overwrite, kind="zarr")
+        if isinstance(labels, xr.Dataset):
+            parts = [_zarr_dataset(labels[v]) for v in labels.data_vars]
+            ds = xr.merge([p[0] for p in parts], compat="override", join="exact")
+            name, nodata = parts[0][1], parts[0][2]
+        else:
+            ds, name, nodata = _zarr_dataset(labels)
+        with _staging(target) as tmp, _reported(target, tmp):
+            _create_store(ds, name, tmp / "store.zarr").compute()
+            staged = xr.open_zarr(tmp / "store.zarr", consolidated=False)[name]
+            _require_data(_any_valid(staged.data, nodata), target)
+            publish(tmp / "store.zarr", target)
     return target
 
 
 def _zarr_dataset(labels: xr.DataArray) -> tuple[xr.Dataset, str, float | None]:
-    """The dataset to store: nodata and grid mapping as attributes, Zarr-compatible chunks."""
+    """The dataset to store: nodata and grid mapping as attributes, Zarr-compatible chunks,
+    and the xlandcover record that lets a later ``overwrite=True`` recognise it."""
     name = str(labels.name or "landcover")
     nodata = labels.rio.nodata
     arr = labels.copy()
@@ -72,7 +92,9 @@ def _zarr_dataset(labels: xr.DataArray) -> tuple[xr.Dataset, str, float | None]:
         arr = arr.chunk(dict(zip(arr.dims, _zarr_compatible(arr.data.chunks), strict=True)))
     else:
         arr = arr.chunk()
-    return arr.to_dataset(name=name), name, nodata
+    ds = arr.to_dataset(name=name)
+    ds.attrs[MARKER] = {"kind": "labels" if labels.ndim == 2 else "probabilities"}
+    return ds, name, nodata
 
 
 def _create_store(ds: xr.Dataset, name: str, path: Path) -> Any:
@@ -88,40 +110,61 @@ def _create_store(ds: xr.Dataset, name: str, path: Path) -> Any:
 
 
 @overload
-def to_cog(labels: xr.DataArray, path: PathLike, *, overwrite: bool = False) -> Path: ...
+def to_cog(
+    labels: xr.DataArray, path: PathLike, *, overwrite: bool = False, job: str | None = None
+) -> Path: ...
 
 
 @overload
-def to_cog(labels: xr.Dataset, path: PathLike, *, overwrite: bool = False) -> dict[str, Path]: ...
+def to_cog(
+    labels: xr.Dataset, path: PathLike, *, overwrite: bool = False, job: str | None = None
+) -> dict[str, Path]: ...
 
 
 def to_cog(
-    labels: xr.DataArray | xr.Dataset, path: PathLike, *, overwrite: bool = False
+    labels: xr.DataArray | xr.Dataset,
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    job: str | None = None,
 ) -> Path | dict[str, Path]:
     """Write labels to a Cloud-Optimized GeoTIFF without holding the scene in memory.
 
     Chunks stream into a tiled GeoTIFF under a lock; the colour table, class names (band tags,
     and GDAL category names in a ``.aux.xml`` sidecar that QGIS reads) are added, then GDAL's
     COG driver builds the final layout with ``mode``-resampled overviews. Probabilities
-    (float, one band per class) are written too, with ``average`` overviews and no colours.
+    (float, one band per class) and uncertainty layers are written too, with ``average``
+    overviews and no colours. ``labels`` may be numpy- or Dask-backed. Every block is read
+    back from the streamed file and from the COG and compared with what was written before
+    the COG is published.
 
-    A Dataset of layers (``predict(..., output=("labels", "confidence"))``) is written as one
-    COG per layer, all streamed in one pass over the prediction: ``path`` may hold ``{name}``
-    (``"zion-{name}.tif"``), else ``-<name>`` is added before the suffix. Returns
-    ``{name: path}`` then.
+    Parameters
+    ----------
+    labels
+        ``(y, x)`` labels or ``(class, y, x)`` probabilities, as :func:`~xlandcover.predict`
+        returns them; or a Dataset of layers (``predict(..., output=("labels",
+        "confidence"))``), written as one COG per layer, all streamed in one pass over the
+        prediction.
+    path
+        The COG to write. For a Dataset it may hold ``{name}`` (``"zion-{name}.tif"``), else
+        ``-<name>`` is added before the suffix; ``{name: path}`` is returned then.
+    overwrite
+        Replace an existing xlandcover output at ``path`` (never another file).
+    job
+        An identifier recorded in the file (the CLI's ``--resume`` uses it to recognise a COG
+        its own job already wrote).
 
     Examples
     --------
     >>> to_cog(labels, "landcover.tif")  # doctest: +SKIP
     """
     if isinstance(labels, xr.Dataset):
-        return _dataset_to_cogs(labels, path, overwrite)
+        layers = {str(v): labels[v] for v in labels.data_vars}
+        targets = {name: _cog_path(path, name) for name in layers}
+        _write_cogs({targets[n]: layers[n] for n in layers}, overwrite=overwrite, job=job)
+        return targets
     target = Path(path)
-    _check_target(target, overwrite)
-    _check_cog_input(labels)
-    with _staging(target) as tmp:
-        _stream_tiff(labels, tmp / "stream.tif").compute()
-        _finish_cog(labels, tmp / "stream.tif", target, tmp)
+    _write_cogs({target: labels}, overwrite=overwrite, job=job)
     return target
 
 
@@ -133,94 +176,279 @@ def _cog_path(path: PathLike, name: str) -> Path:
     return p.with_name(f"{p.stem}-{name}{p.suffix}")
 
 
-def _dataset_to_cogs(ds: xr.Dataset, path: PathLike, overwrite: bool) -> dict[str, Path]:
-    import dask
-
-    targets = {str(v): _cog_path(path, str(v)) for v in ds.data_vars}
-    for name, target in targets.items():
-        _check_target(target, overwrite)
-        _check_cog_input(ds[name])
-    with ExitStack() as stack:
-        tmps = {name: stack.enter_context(_staging(t)) for name, t in targets.items()}
-        # one compute: the layers share the prediction's tasks, so the model runs once
-        dask.compute(*[_stream_tiff(ds[n], tmps[n] / "stream.tif") for n in targets])
-        for name, target in targets.items():
-            _finish_cog(ds[name], tmps[name] / "stream.tif", target, tmps[name])
-    return targets
+def _is_labels(labels: xr.DataArray) -> bool:
+    """Class ids (colours, mode overviews), not an uncertainty layer or probabilities."""
+    return labels.ndim == 2 and "scale" not in labels.attrs
 
 
-def _check_cog_input(labels: xr.DataArray) -> None:
-    if labels.ndim != 2 and labels.dims[0] != "class":
-        raise RasterInputError(f"to_cog writes (y, x) labels or (class, y, x), got {labels.dims}")
-
-
-def _stream_tiff(labels: xr.DataArray, striped: Path) -> Any:
-    """The Delayed write of ``labels`` into a tiled GeoTIFF, chunk by chunk under a lock."""
-    arr = labels.rio.write_nodata(labels.rio.nodata, encoded=False)
-    return arr.rio.to_raster(
-        striped,
-        tiled=True,
-        blockxsize=512,
-        blockysize=512,
-        compress="deflate",
-        lock=threading.Lock(),
-        compute=False,
-    )
-
-
-def _finish_cog(labels: xr.DataArray, striped: Path, target: Path, tmp: Path) -> None:
-    """Colour table and class names on the streamed GeoTIFF, then the COG layout on ``target``."""
-    import rasterio
+def _write_cogs(layers: dict[Path, xr.DataArray], *, overwrite: bool, job: str | None) -> None:
+    """Stream every layer into its own tiled GeoTIFF in one pass (the layers share the
+    prediction's tasks, so the model runs once), then check, convert and publish each."""
     import rasterio.shutil
-    import rioxarray
 
-    is_labels = labels.ndim == 2 and "scale" not in labels.attrs  # not an uncertainty layer
-    staged = rioxarray.open_rasterio(striped, chunks={"band": 1, "y": 2048, "x": 2048})
-    assert isinstance(staged, xr.DataArray)  # one band set, no subdatasets
-    _require_data(_any_valid(staged.data, labels.rio.nodata), target)
+    for labels in layers.values():
+        if labels.ndim != 2 and labels.dims[0] != "class":
+            raise RasterInputError(
+                f"to_cog writes (y, x) labels or (class, y, x), got {labels.dims}"
+            )
+    with ExitStack() as stack:
+        for target in layers:
+            stack.enter_context(output_lock(target))
+            check_target(target, overwrite=overwrite, kind="cog")
+        tmps = {t: stack.enter_context(_staging(t)) for t in layers}
+        for target in layers:
+            stack.enter_context(_reported(target, tmps[target]))
+        gdal = stack.enter_context(_gdal_errors())
+        striped = {t: tmps[t] / "stream.tif" for t in layers}
+        written = _stream(layers, striped, gdal, job=job)
+        for target, labels in layers.items():
+            blocks, tmp = written[target], tmps[target]
+            _check_blocks(striped[target], blocks, gdal, target)
+            _require_data(any(valid for _, valid in blocks.values()), target)
+            cog = tmp / "cog.tif"
+            with gdal.watch(target):
+                rasterio.shutil.copy(
+                    striped[target],
+                    cog,
+                    driver="COG",
+                    COMPRESS="DEFLATE",
+                    BLOCKSIZE=512,
+                    OVERVIEW_RESAMPLING="MODE" if _is_labels(labels) else "AVERAGE",
+                    RESAMPLING="NEAREST",
+                )
+            _check_blocks(cog, blocks, gdal, target)
+            ids = labels.attrs.get("class_ids", [])
+            if _is_labels(labels) and ids:
+                aux = target.with_name(target.name + ".aux.xml")
+                tmp_aux = tmp / "aux.xml"
+                tmp_aux.write_text(_category_names_xml(ids, labels.attrs.get("class_names", [])))
+                os.replace(tmp_aux, aux)
+            publish(cog, target)
+
+
+#: (first band, last band, row start, row stop, column start, column stop) of a written block
+BlockKey = tuple[int, int, int, int, int, int]
+
+
+def _stream(
+    layers: dict[Path, xr.DataArray],
+    paths: dict[Path, Path],
+    gdal: _GdalErrors,
+    *,
+    job: str | None,
+) -> dict[Path, dict[BlockKey, tuple[int, bool]]]:
+    """Stream each layer into its tiled GeoTIFF (one ``dask.array.store`` for all of them);
+    per target, the checksum and any-valid flag of each block."""
+    import rasterio
+
+    sources, writers = [], {}
+    with ExitStack() as stack:
+        try:
+            for target, labels in layers.items():
+                data = labels.data
+                if not isinstance(data, da.Array):
+                    data = da.from_array(
+                        np.asarray(data), chunks=(-1, NUMPY_BLOCK, NUMPY_BLOCK)[-labels.ndim :]
+                    )
+                nodata = labels.rio.nodata
+                profile = {
+                    "driver": "GTiff",
+                    "height": labels.sizes["y"],
+                    "width": labels.sizes["x"],
+                    "count": 1 if labels.ndim == 2 else labels.shape[0],
+                    "dtype": str(labels.dtype),
+                    "crs": labels.rio.crs,
+                    "transform": labels.rio.transform(),
+                    "nodata": nodata,
+                    "tiled": True,
+                    "blockxsize": 512,
+                    "blockysize": 512,
+                    "compress": "deflate",
+                    "BIGTIFF": "IF_SAFER",
+                }
+                stack.enter_context(gdal.watch(target))
+                dst = stack.enter_context(rasterio.open(paths[target], "w", **profile))
+                _describe(dst, labels, job)
+                sources.append(data)
+                writers[target] = _CheckedWriter(dst, nodata, gdal, target)
+            with gdal.unwatched():
+                da.store(sources, list(writers.values()), lock=False, compute=True)  # type: ignore[arg-type]
+        except rasterio.errors.RasterioError as err:
+            target = next(iter(layers))
+            raise gdal_failure(target, str(err), gdal.messages) from err
+    return {t: w.blocks for t, w in writers.items()}
+
+
+def _describe(dst: Any, labels: xr.DataArray, job: str | None) -> None:
+    """Colour table, class names and the xlandcover record of a file being written."""
+    is_labels = _is_labels(labels)
     names = labels.attrs.get("class_names", [])
     ids = labels.attrs.get("class_ids", [])
-    with rasterio.open(striped, "r+") as dst:
-        if is_labels and ids:
-            colors = labels.attrs.get("class_colors", [])
-            cmap = {v: (0, 0, 0, 0) for v in range(256)}
-            for cid, color in zip(ids, colors, strict=True):
-                cmap[int(cid)] = (*hex_to_rgb(color), 255)
-            dst.write_colormap(1, cmap)
-            dst.update_tags(class_names=json.dumps(dict(zip(map(str, ids), names, strict=True))))
-            dst.update_tags(1, **{f"CLASS_{i}": n for i, n in zip(ids, names, strict=True)})
-        elif not is_labels:
-            for band, name in enumerate(names, start=1):
-                dst.set_band_description(band, str(name))
-    cog = tmp / "cog.tif"
-    rasterio.shutil.copy(
-        striped,
-        cog,
-        driver="COG",
-        COMPRESS="DEFLATE",
-        BLOCKSIZE=512,
-        OVERVIEW_RESAMPLING="MODE" if is_labels else "AVERAGE",
-        RESAMPLING="NEAREST",
-    )
+    record = {"kind": "labels" if is_labels else "probabilities"}
+    if job is not None:
+        record["job"] = job
+    dst.update_tags(**{MARKER: json.dumps(record)})
     if is_labels and ids:
-        aux = target.with_name(target.name + ".aux.xml")
-        tmp_aux = tmp / "aux.xml"
-        tmp_aux.write_text(_category_names_xml(ids, names))
-        os.replace(tmp_aux, aux)
-    _publish(cog, target)
+        colors = labels.attrs.get("class_colors", [])
+        cmap = {v: (0, 0, 0, 0) for v in range(256)}
+        for cid, color in zip(ids, colors, strict=True):
+            cmap[int(cid)] = (*hex_to_rgb(color), 255)
+        dst.write_colormap(1, cmap)
+        dst.update_tags(class_names=json.dumps(dict(zip(map(str, ids), names, strict=True))))
+        dst.update_tags(1, **{f"CLASS_{i}": n for i, n in zip(ids, names, strict=True)})
+    elif not is_labels:
+        for band, name in enumerate(names, start=1):
+            dst.set_band_description(band, str(name))
 
 
-def _check_target(target: Path, overwrite: bool) -> None:
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target} exists; pass overwrite=True to replace it")
+class _CheckedWriter:
+    """A :func:`dask.array.store` target: writes each block into an open rasterio dataset
+    under a lock and remembers its checksum, so that the file can be read back and compared."""
+
+    def __init__(self, dst: Any, nodata: float | None, gdal: _GdalErrors, target: Path) -> None:
+        self.dst = dst
+        self.nodata = nodata
+        self.gdal = gdal
+        self.target = target
+        self.lock = threading.Lock()
+        self.blocks: dict[BlockKey, tuple[int, bool]] = {}
+
+    def __setitem__(self, key: tuple[slice, ...], block: np.ndarray) -> None:
+        from rasterio.errors import RasterioError
+        from rasterio.windows import Window
+
+        rows, cols = key[-2:]
+        first = key[0].start if block.ndim == 3 else 0
+        arr = np.ascontiguousarray(block if block.ndim == 3 else block[None])
+        bands = list(range(first + 1, first + 1 + arr.shape[0]))
+        window = Window.from_slices(rows, cols)
+        with self.lock:
+            try:
+                with self.gdal.watch(self.target):
+                    self.dst.write(arr, indexes=bands, window=window)
+            except RasterioError as err:
+                raise gdal_failure(self.target, str(err), self.gdal.messages) from err
+            key_ = (bands[0], bands[-1], rows.start, rows.stop, cols.start, cols.stop)
+            self.blocks[key_] = (zlib.crc32(arr.tobytes()), _block_has_data(arr[0], self.nodata))
+
+
+def _block_has_data(band: np.ndarray, nodata: float | None) -> bool:
+    if nodata is None:
+        return True
+    return bool((~np.isnan(band) if np.isnan(nodata) else band != nodata).any())
+
+
+def _check_blocks(
+    path: Path, blocks: dict[BlockKey, tuple[int, bool]], gdal: _GdalErrors, target: Path
+) -> None:
+    """Read every written block back from ``path``; any GDAL error or difference fails."""
+    import rasterio
+    from rasterio.windows import Window
+
+    differ = 0
+    try:
+        with gdal.watch(target), rasterio.open(path) as src:
+            for (b0, b1, r0, r1, c0, c1), (crc, _) in blocks.items():
+                back = src.read(list(range(b0, b1 + 1)), window=Window(c0, r0, c1 - c0, r1 - r0))
+                differ += zlib.crc32(np.ascontiguousarray(back).tobytes()) != crc
+    except rasterio.errors.RasterioError as err:
+        raise gdal_failure(target, str(err), gdal.messages) from err
+    if differ:
+        said = f"{differ} of {len(blocks)} blocks read back differ from what was written"
+        raise gdal_failure(target, said, gdal.messages)
+    if gdal.messages:
+        raise gdal_failure(target, gdal.messages[-1], gdal.messages[:-1])
+
+
+class _GdalErrors(logging.Handler):
+    """The errors GDAL reports while xlandcover writes, in the threads that write.
+
+    rasterio raises for GDAL calls that return a failure, but errors GDAL only reports (a
+    flush of its block cache that fails, for example) reach rasterio's log and nowhere else.
+    This handler listens to that log while a thread is inside :meth:`watch`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+        self._local = threading.local()
+
+    @contextmanager
+    def watch(self, target: Path) -> Iterator[None]:
+        previous = getattr(self._local, "on", False)
+        self._local.on = True
+        try:
+            yield
+        finally:
+            self._local.on = previous
+
+    @contextmanager
+    def unwatched(self) -> Iterator[None]:
+        """Computing the data is not writing it: input read errors are not write errors."""
+        previous = getattr(self._local, "on", False)
+        self._local.on = False
+        try:
+            yield
+        finally:
+            self._local.on = previous
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if getattr(self._local, "on", False) and "error" in message.lower():
+            self.messages.append(message)
+
+
+_GDAL_LOGGER = "rasterio._env"
+_GDAL_LOG_LOCK = threading.Lock()
+_GDAL_LOG_USERS: list[int] = []
+
+
+@contextmanager
+def _gdal_errors() -> Iterator[_GdalErrors]:
+    """Listen to rasterio's GDAL error log (at INFO, where rasterio 1.4 reports them)."""
+    logger = logging.getLogger(_GDAL_LOGGER)
+    handler = _GdalErrors()
+    with _GDAL_LOG_LOCK:
+        if not _GDAL_LOG_USERS:
+            _GDAL_LOG_USERS.append(logger.level)
+            if not logger.isEnabledFor(logging.INFO):
+                logger.setLevel(logging.INFO)
+        _GDAL_LOG_USERS.append(logger.level)
+        logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        with _GDAL_LOG_LOCK:
+            logger.removeHandler(handler)
+            _GDAL_LOG_USERS.pop()
+            if len(_GDAL_LOG_USERS) == 1:
+                logger.setLevel(_GDAL_LOG_USERS.pop())
+
+
+@contextmanager
+def _reported(target: Path, staging: Path) -> Iterator[None]:
+    """Full disks and unwritable folders become plain errors naming ``target``."""
+    try:
+        yield
+    except OSError as err:
+        plain = write_failure(target, err, staging)
+        if plain is None:
+            raise
+        raise plain from err
 
 
 @contextmanager
 def _staging(target: Path) -> Iterator[Path]:
     """A temporary folder beside ``target`` (same file system, so renames are atomic), removed
     with whatever is left in it when the block ends, on success or failure."""
-    tmp = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
+    tmp = staging_path(target)
+    try:
+        tmp.mkdir()
+    except OSError as err:
+        plain = write_failure(target, err, tmp)
+        if plain is None:
+            raise
+        raise plain from err
     try:
         yield tmp
     except BaseException:
@@ -248,13 +476,6 @@ def _remove_when_quiet(tmp: Path, quiet: float = 0.5, limit: float = 30.0) -> No
         elif time.monotonic() - absent_since >= quiet:
             return
         time.sleep(0.05)
-
-
-def _publish(src: Path, target: Path) -> None:
-    """Move a complete output onto ``target`` (replacing it; overwrite was checked before)."""
-    if target.is_dir():
-        shutil.rmtree(target)
-    os.replace(src, target)
 
 
 def _zarr_compatible(chunks: tuple[tuple[int, ...], ...]) -> tuple[int | tuple[int, ...], ...]:
