@@ -254,7 +254,7 @@ def dask_cuda(img, package, folder: Path) -> dict[str, Any] | str:  # type: igno
 
     path = folder / "dask-cuda.tif"
     img.rio.to_raster(path, tiled=True, blockxsize=512, blockysize=512)
-    lazy = xlc.open_raster(path, chunks=4096)
+    lazy = xlc.open_raster(path, chunks=4096, bands=NAIP_BANDS)
     labels = xlc.predict(lazy, package, chunks=None)
     with client_for("local") as client:
         workers = len(client.scheduler_info()["workers"])

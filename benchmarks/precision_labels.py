@@ -23,7 +23,11 @@ from xlandcover.package import NODATA_LABEL
 ROOT = Path(__file__).resolve().parents[1]
 SCENES = {
     "zion": ("zion-landsat8-demo.tif", "demo-zion.xlc", {}),
-    "dubai": ("dubai-tile7-part004.jpg", "demo-dubai.xlc", {"pixel_grid": True}),
+    "dubai": (
+        "dubai-tile7-part004.jpg",
+        "demo-dubai.xlc",
+        {"pixel_grid": True, "bands": ["red", "green", "blue"]},
+    ),
 }
 
 

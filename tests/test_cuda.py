@@ -105,7 +105,7 @@ def test_dask_cuda_one_worker_per_gpu(tiny_package, tmp_path):
     img = _scene()
     path = tmp_path / "scene.tif"
     img.rio.to_raster(path, tiled=True, blockxsize=128, blockysize=128)
-    lazy = xlc.open_raster(path, chunks=128)
+    lazy = xlc.open_raster(path, chunks=128, bands=["red", "green", "blue"])
     labels = xlc.predict(lazy, tiny_package, chunks=None, device="cuda")
     want = xlc.predict(img, tiny_package, device="cuda").values
     with client_for("local") as client:
