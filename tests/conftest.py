@@ -19,11 +19,25 @@ DUBAI = SHARED / "dubai-aerial"
 
 
 def pytest_configure(config):
-    if not SHARED.is_dir():
+    if not SHARED.is_dir() and config.getoption("markexpr", "") != "cuda":  # gpu_check.sh
         raise pytest.UsageError(
             f"the tests read real imagery from {SHARED}: clone xlandcover next to the shared/ "
             "folder (as CI does), or link it there"
         )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a CUDA GPU: skipped without one."""
+    cuda = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda:
+        return
+    from xlandcover._torch import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on one)")
+    for item in cuda:
+        item.add_marker(skip)
 
 
 def tiny_net(in_channels: int = 3, classes: int = 4, seed: int = 0):
