@@ -7,13 +7,20 @@
 (c) the common hand-written approach: read the whole scene, batch-1 forward per window, 50 %
     overlap, whole-scene probability and count arrays, argmax, write a GeoTIFF;
 (d) peak RSS of the end-to-end predict (own process each) for scenes of 1x, 4x and 16x the
-    pixels at a fixed chunk size.
+    pixels at a fixed chunk size;
+(e) whole processes, each its own, for a 2048² scene with 512 px windows at 50 % overlap (and
+    xlandcover also at its defaults), timed from process start to exit, so fixed costs show:
+    imports, reading the package, building the model, the graph, reading and writing. The
+    forward-only process builds the model and runs it over the scene's windows; the
+    hand-written one is (c). ``--compare REF`` adds xlandcover processes running git revision
+    REF's package (extracted to a temporary folder), interleaved with the current ones.
 
 All scenes are mosaics of the real Landsat 8 Zion scene (mirrored tiles, 4 bands). Throughput
 is in Mpx/s of *scene* pixels. Usage::
 
     python benchmarks/predict_throughput.py            # U-Net/ResNet-34, 512 px windows
     python benchmarks/predict_throughput.py --quick    # tiny model and scene (smoke test)
+    python benchmarks/predict_throughput.py --only e --compare main  # (e), before and after
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -103,25 +111,32 @@ def make_package(path: Path, quick: bool):  # type: ignore[no-untyped-def]
 
 
 def forward_only(package, height: int, width: int, window: int, overlap: int) -> float:  # type: ignore[no-untyped-def]
-    """(a): seconds to run the model over every window of the scene grid, nothing else."""
+    """(a): seconds to run the model over every window of the scene grid, nothing else: the
+    module called on pre-normalised channels-last tensors at predict's default batch size
+    (1 on CPU), in a worker thread as predict's tasks run (no softmax, no copies)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from xlandcover._torch import torch
-    from xlandcover.model._runtime import auto_batch_size, get_model
-    from xlandcover.prediction._predict import _forward
+    from xlandcover.model._runtime import get_model
     from xlandcover.prediction._windows import axis_grid
 
     loaded = get_model(package, package.sha256, "cpu")
     rows = axis_grid(height, window=window, overlap=overlap, multiple=loaded.size_multiple)
     cols = axis_grid(width, window=window, overlap=overlap, multiple=loaded.size_multiple)
     n = len(rows.starts) * len(cols.starts)
-    batch = auto_batch_size(loaded, package.sha256, (4, rows.window, cols.window))  # as predict
-    tiles = np.random.default_rng(0).standard_normal((batch, 4, rows.window, cols.window))
-    tiles = tiles.astype(np.float32)
-    _forward(loaded, tiles, None)  # warm-up
-    del torch
-    start = time.perf_counter()
-    for _ in range(0, n, batch):
-        _forward(loaded, tiles, None)
-    return time.perf_counter() - start
+    tiles = torch.randn((1, 4, rows.window, cols.window))
+    tiles = tiles.contiguous(memory_format=torch.channels_last)
+
+    def run() -> float:
+        with torch.inference_mode():
+            loaded.module(tiles)  # warm-up
+            start = time.perf_counter()
+            for _ in range(n):
+                loaded.module(tiles)
+            return time.perf_counter() - start
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
 
 
 def end_to_end(scene: Path, model: Path, out: Path, **kw) -> float:  # type: ignore[no-untyped-def]
@@ -218,17 +233,121 @@ def rss_child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def whole_child(args: argparse.Namespace) -> None:
+    """(e), in a fresh process: one kind of job; the parent times the whole process."""
+    start = time.perf_counter()
+    if args.whole_child == "forward":
+        import xlandcover as xlc
+
+        package = xlc.load_model(args.model)
+        seconds = forward_only(package, args.side, args.side, args.window, args.overlap)
+    elif args.whole_child == "handwritten":
+        import xlandcover as xlc
+
+        package = xlc.load_model(args.model)
+        seconds = handwritten(Path(args.scene), package, Path(args.out), args.window)
+    else:
+        import dask
+
+        import xlandcover as xlc
+
+        dask.config.set(scheduler="threads")
+        kw = {} if args.overlap < 0 else {"overlap": args.overlap}
+        img = xlc.open_raster(args.scene, chunks=2048, bands=BANDS)
+        labels = img.landcover.predict(xlc.load_model(args.model), **kw)
+        graph = time.perf_counter() - start
+        labels.landcover.to_zarr(args.out, overwrite=True)
+        seconds = time.perf_counter() - start - graph
+        print(json.dumps({"until_graph_s": graph, "compute_and_write_s": seconds}))
+        return
+    print(json.dumps({"work_s": seconds}))
+
+
+def whole_process(args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    """(e): whole processes on a 2048² scene (50 % overlap, and xlandcover's defaults)."""
+    quick = args.quick
+    side = 1024 if quick else 2048
+    package = make_package(folder / "whole.xlc", quick)
+    window = package.metadata.window
+    scene = make_scene(folder / "whole.tif", side, side)
+    trees: dict[str, Path | None] = {"current": None}
+    if args.compare:
+        trees["before"] = _extract(args.compare, folder / "before")
+    jobs: list[tuple[str, str, Path | None, int]] = [("forward", "forward_50", None, window // 2)]
+    for name, tree in trees.items():
+        jobs.append(("xlandcover", f"xlandcover_50_{name}", tree, window // 2))
+        jobs.append(("xlandcover", f"xlandcover_defaults_{name}", tree, -1))
+    jobs.append(("handwritten", "handwritten_50", None, window // 2))
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _ in range(1 if quick else args.whole_rounds):
+        for kind, label, tree, overlap in jobs:
+            env = dict(os.environ)
+            if tree is not None:
+                env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
+            cmd = [sys.executable, __file__, "--whole-child", kind, "--scene", str(scene)]
+            cmd += ["--model", str(package.path), "--side", str(side), "--window", str(window)]
+            cmd += ["--overlap", str(overlap), "--out", str(folder / f"{label}.out")]
+            start = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            wall = time.perf_counter() - start
+            inner = json.loads(out.stdout.strip().splitlines()[-1])
+            runs.setdefault(label, []).append({"process_s": wall, **inner})
+    mpx = side * side / 1e6
+    best = {k: min(r["process_s"] for r in v) for k, v in runs.items()}
+    result: dict[str, object] = {
+        "scene_px": [side, side],
+        "window": window,
+        "overlap_50": window // 2,
+        "overlap_defaults": package.metadata.overlap,
+        "runs": runs,
+        "process_mpx_s": {k: mpx / v for k, v in best.items()},
+        "ratio_xlandcover_50_over_forward_50": best["forward_50"] / best["xlandcover_50_current"],
+        "ratio_xlandcover_defaults_over_handwritten_50": best["handwritten_50"]
+        / best["xlandcover_defaults_current"],
+    }
+    if "before" in trees:
+        result["before"] = args.compare
+        for kind in ("50", "defaults"):
+            result[f"ratio_xlandcover_{kind}_current_over_before"] = (
+                best[f"xlandcover_{kind}_before"] / best[f"xlandcover_{kind}_current"]
+            )
+    return result
+
+
+def _extract(ref: str, folder: Path) -> Path:
+    """The ``xlandcover`` package of git revision ``ref``, extracted into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "xlandcover"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny model and scene")
+    parser.add_argument("--only", choices=["e"], help="only the whole-process figures (e)")
+    parser.add_argument("--compare", metavar="REF", help="(e) also with git revision REF")
+    parser.add_argument("--whole-rounds", type=int, default=1, help="repeats of (e)")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--whole-child", help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--chunks", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--window", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--side", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--overlap", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args)
+    if args.whole_child:
+        return whole_child(args)
+    if args.only == "e":
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps({"e_whole_process": whole_process(args, Path(tmp))}, indent=2))
+        return
 
     import dask
 
@@ -319,6 +438,7 @@ def main() -> None:
             **rss,
         }
         result["ratio_rss_16x_over_1x"] = rss["16x"]["peak_rss_mib"] / rss["1x"]["peak_rss_mib"]
+        result["e_whole_process"] = whole_process(args, tmp_path)
     print(json.dumps(result, indent=2))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,17 +15,80 @@ import xarray as xr
 
 import xlandcover as xlc
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The real imagery, labels and STAC items next to the clone (``XLANDCOVER_SHARED_DATA``
+#: overrides); tests that read it are skipped, with the reason, when it is missing.
+SHARED = Path(
+    os.environ.get("XLANDCOVER_SHARED_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 ZION = SHARED / "zion-landsat8-nlcd"
 DUBAI = SHARED / "dubai-aerial"
 
 
-def pytest_configure(config):
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a CUDA GPU, tests that read :data:`SHARED` need it: each is
+    skipped, with the reason, where that is missing (pure unit tests still run)."""
     if not SHARED.is_dir():
-        raise pytest.UsageError(
-            f"the tests read real imagery from {SHARED}: clone xlandcover next to the shared/ "
-            "folder (as CI does), or link it there"
+        skip = pytest.mark.skip(
+            reason=f"reads real imagery from {SHARED}: clone xlandcover next to the shared/ "
+            "folder (as CI does), link it there, or set XLANDCOVER_SHARED_DATA"
         )
+        for item in items:
+            if _reads_shared_data(item):
+                item.add_marker(skip)
+    cuda = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda:
+        return
+    from xlandcover._torch import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on one)")
+    for item in cuda:
+        item.add_marker(skip)
+
+
+def _reads_shared_data(item: pytest.Item) -> bool:
+    """Whether the test, its fixtures, or a test helper they call names a path under SHARED."""
+    func = getattr(item, "function", None)
+    if func is None:  # a notebook: reads the package's embedded data
+        return False
+    funcs = [func]
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is not None:
+        funcs += [d.func for defs in fixtures.name2fixturedefs.values() for d in defs]
+    seen: set[int] = set()
+    return any(_names_shared(f, seen) for f in funcs)
+
+
+def _names_shared(func: object, seen: set[int]) -> bool:
+    func = getattr(func, "__wrapped__", func)
+    code = getattr(func, "__code__", None)
+    if code is None or id(code) in seen:
+        return False
+    seen.add(id(code))
+    namespace = getattr(func, "__globals__", {})
+    names = set(_code_names(code))
+    for name in names:
+        value = namespace.get(name)
+        if isinstance(value, types.ModuleType) and value.__name__.startswith("tests"):
+            values = [getattr(value, n) for n in names if hasattr(value, n)]  # stac_data.ITEMS
+        else:
+            values = [value]
+        for v in values:
+            if isinstance(v, Path) and v.is_relative_to(SHARED):
+                return True
+            is_helper = isinstance(v, types.FunctionType) and v.__module__.startswith("tests")
+            if is_helper and _names_shared(v, seen):
+                return True
+    return False
+
+
+def _code_names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_names(const)
 
 
 def tiny_net(in_channels: int = 3, classes: int = 4, seed: int = 0):
@@ -89,7 +154,7 @@ def raise_if_dask_computes() -> Iterator[None]:
     import dask
 
     def scheduler(dsk, keys, **kwargs):
-        raise AssertionError(f"{len(dsk)} Dask tasks were computed where nothing should be")
+        raise AssertionError(f"Dask computed {keys!r:.200} where nothing should be computed")
 
     with dask.config.set(scheduler=scheduler):
         yield

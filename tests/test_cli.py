@@ -54,6 +54,18 @@ def test_cli_predict_writes_zarr_and_cog_of_a_real_scene(tmp_path, landsat_model
     assert main(["predict", *args]) == 1
 
 
+def test_cli_predict_precision(tmp_path, landsat_model):
+    cog = tmp_path / "bf16.tif"
+    args = [str(LANDSAT), "--model", str(landsat_model.path), "--cog", str(cog)]
+    assert main(["predict", *args, "--precision", "bf16", "--bands", "blue,green,red,nir"]) == 0
+    img = xlc.open_raster(LANDSAT, bands=["blue", "green", "red", "nir"])
+    fp32 = xlc.predict(img, landsat_model, precision="fp32").values
+    with rasterio.open(cog) as src:
+        assert (src.read(1) != fp32).mean() < 0.01  # autocast: a few near ties may differ
+    with pytest.raises(SystemExit):
+        main(["predict", *args, "--precision", "int8"])
+
+
 def test_cli_reports_errors_plainly(tmp_path, landsat_model, caplog):
     rc = main(
         [

@@ -60,15 +60,16 @@ def test_no_public_name_hides_a_module():
     assert isinstance(module, types.ModuleType) and module.predict is xlandcover.predict
 
 
-def test_patching_the_predict_module_reaches_predict(monkeypatch, tiny_package):
-    """0.1's ``xlandcover.predict._forward`` was the function's attribute: patching did nothing."""
-    import xlandcover.prediction._predict as m
+def test_patching_the_predict_modules_reaches_predict(monkeypatch, tiny_package):
+    """0.1's ``xlandcover.predict._forward`` was the function's attribute: patching did nothing.
+    Now the modules are modules: patching the engine's forward pass is seen by predict."""
+    import xlandcover.prediction._engine as m
 
     from .conftest import make_image
 
     calls = []
-    original = m._forward
-    monkeypatch.setattr(m, "_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = m.forward
+    monkeypatch.setattr(m, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
     xlandcover.predict(make_image(64, 64), tiny_package).compute()
     assert calls
 

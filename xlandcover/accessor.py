@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from .model._package import ClassInfo, ModelPackage
+    from .model._runtime import Precision
     from .prediction._predict import TTA, MatchBands
     from .prediction._sieve import Connectivity
     from .prediction._uncertainty import Dtype, Layer
@@ -55,6 +56,7 @@ class LandcoverAccessor:
         dtype: Dtype | None = None,
         temperature: float | None = None,
         match_bands: MatchBands = "name",
+        precision: Precision = "auto",
     ) -> xr.DataArray: ...
 
     @overload
@@ -73,6 +75,7 @@ class LandcoverAccessor:
         dtype: Dtype | None = None,
         temperature: float | None = None,
         match_bands: MatchBands = "name",
+        precision: Precision = "auto",
     ) -> xr.Dataset: ...
 
     def predict(
@@ -90,6 +93,7 @@ class LandcoverAccessor:
         dtype: Dtype | None = None,
         temperature: float | None = None,
         match_bands: MatchBands = "name",
+        precision: Precision = "auto",
     ) -> xr.DataArray | xr.Dataset:
         """Lazy land-cover prediction of this image: :func:`xlandcover.predict`."""
         from .prediction._predict import predict as _predict
@@ -98,7 +102,7 @@ class LandcoverAccessor:
         return predict(self._obj, model, window=window, overlap=overlap, batch_size=batch_size,
                        output=output, device=device, tta=tta, chunks=chunks,
                        allow_rechunk=allow_rechunk, dtype=dtype, temperature=temperature,
-                       match_bands=match_bands)  # fmt: skip
+                       match_bands=match_bands, precision=precision)  # fmt: skip
 
     def sieve(
         self,

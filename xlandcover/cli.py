@@ -83,6 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pred.add_argument("--overlap", type=float, help="overlap, pixels or a fraction < 1")
     pred.add_argument("--batch-size", type=int, help="windows per forward pass")
     pred.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    pred.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="forward-pass arithmetic (autocast); auto: fp16 on GPUs with tensor cores, else fp32",
+    )
     pred.add_argument("--bands", help="comma-separated band names of the source")
     pred.add_argument(
         "--match-bands-by-position",
@@ -332,6 +338,7 @@ def _predict(args: argparse.Namespace) -> int:
         device=args.device,
         tta=args.tta,
         chunks=args.chunks,
+        precision=args.precision,
         match_bands="position" if args.match_bands_by_position else "name",
     )
     if args.min_size is not None:  # chunk-independent sieve, see docs/predict.md

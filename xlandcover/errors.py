@@ -44,6 +44,10 @@ class UnknownDeviceError(XLandcoverError, ValueError):
     """The requested torch device does not exist or is not available."""
 
 
+class PrecisionError(XLandcoverError, ValueError):
+    """The inference precision is unknown or not supported on the chosen device."""
+
+
 class RasterInputError(XLandcoverError, ValueError):
     """The input raster has the wrong shape, dimensions or values."""
 

@@ -1,5 +1,9 @@
+import contextlib
 import os
+import threading
+import time
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ from rio_cogeo.cogeo import cog_validate
 
 import xlandcover as xlc
 from xlandcover.errors import AllNodataError, OutputExistsError
+from xlandcover.output._write import _settled_threads
 
 from ..conftest import make_image
 
@@ -138,6 +143,36 @@ def test_a_crash_leaves_nothing_that_looks_complete(tmp_path, writer):
     with pytest.raises(OSError, match="unreadable input chunk"):
         getattr(xlc, writer)(labels, target)
     assert os.listdir(tmp_path) == []  # neither the target nor a temporary is left
+
+
+def _one_fails_while_one_writes(finished: list[int]) -> tuple:
+    started = threading.Event()
+
+    def slow(x):
+        started.set()
+        time.sleep(0.5)
+        finished.append(x)
+        return x
+
+    def boom(x):
+        started.wait(5)  # fail while the other task is still on its way to the writer
+        raise OSError("unreadable input chunk")
+
+    return dask.delayed(slow)(1), dask.delayed(boom)(2)
+
+
+@pytest.mark.parametrize("settled", [False, True])
+def test_a_failing_write_waits_for_the_chunks_in_flight(settled):
+    # Dask's threaded scheduler raises the first failure at once while other threads still
+    # write; cleaning up under them closed a GDAL dataset mid-write (a segfault in CI) or
+    # left files behind. The writers wait for their threads first.
+    finished: list[int] = []
+    tasks = _one_fails_while_one_writes(finished)
+    settle = _settled_threads(*tasks) if settled else contextlib.nullcontext()
+    with dask.config.set(num_workers=2), pytest.raises(OSError, match="unreadable"), settle:
+        dask.compute(*tasks)
+    assert finished == ([1] if settled else [])  # without: still running at the raise
+    time.sleep(0.6)
 
 
 @pytest.mark.parametrize("writer", ["to_cog", "to_zarr"])

@@ -1,7 +1,5 @@
 """Uncertainty layers, quantised probabilities and the softmax temperature in predict."""
 
-import importlib
-
 import numpy as np
 import pytest
 import rasterio
@@ -10,14 +8,10 @@ import xarray as xr
 import xlandcover as xlc
 from xlandcover.errors import ModelPackageError
 from xlandcover.model import NODATA_LABEL, with_temperature
-from xlandcover.prediction import dequantize
+from xlandcover.prediction import _engine, dequantize
 
 from ..conftest import make_image
 from .test_predict import reference_layers
-
-predict_module = importlib.import_module(
-    "xlandcover.prediction._predict"
-)  # the module, not the function
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +74,13 @@ def test_quantised_probabilities_are_4x_smaller(tiny_package, scene, tmp_path):
 def test_a_dataset_of_layers_is_written_in_one_model_run(tiny_package, tmp_path, monkeypatch):
     img = make_image(200, 210, seed=4).chunk({"y": 100, "x": 105})
     calls = []
-    forward = predict_module._forward
+    forward = _engine.forward
 
     def counting(loaded, tiles, *args):
         calls.append(len(tiles))
         return forward(loaded, tiles, *args)
 
-    monkeypatch.setattr(predict_module, "_forward", counting)
+    monkeypatch.setattr(_engine, "forward", counting)
     xlc.to_zarr(xlc.predict(img, tiny_package, chunks=None), tmp_path / "labels.zarr")
     once = sum(calls)
     calls.clear()

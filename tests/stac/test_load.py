@@ -7,6 +7,7 @@ import socket
 import threading
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pytest
 import rasterio
@@ -22,6 +23,7 @@ from xlandcover.errors import (
 )
 from xlandcover.stac import SCL_MASKED, sentinel2_boa_offset
 
+from ..conftest import raise_if_dask_computes
 from . import stac_server
 from .stac_data import Catalog, build_catalog
 
@@ -197,6 +199,12 @@ def test_mixed_catalogs_least_cloudy_first(catalog):
     for b, band in enumerate(["red", "nir"]):
         want = _first_valid(_s2_expected(catalog, [TDE_ES, *TDE_PC], img, band))
         np.testing.assert_allclose(got.values[b], want, rtol=0, atol=1e-6)
+
+
+def test_load_stac_reads_no_pixels_until_asked(catalog):
+    with raise_if_dask_computes():
+        img = xlc.load_stac(catalog.by_id(*TWN), bands=["red", "nir"], composite="median")
+    assert isinstance(img.data, da.Array) and img.dims == ("band", "y", "x")
 
 
 def test_time_stack_without_composite(catalog):

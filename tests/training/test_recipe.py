@@ -267,8 +267,8 @@ def test_a_model_with_indices_trains_packages_and_predicts(tmp_path):
     chips = xlc.sample_chips(img, easy_labels(img), size=32)
     sp = xlc.spatial_split(chips, block_size=640.0, fractions=(0.6, 0.2, 0.2), seed=0)
     r = xlc.train(sp, out_dir=tmp_path, progress=False, compare_forest=False, epochs=1,
-                  **TINY_NET)  # fmt: skip
-    assert r.settings["indices"] == ["ndvi", "ndwi"]  # chosen: four named bands
+                  indices=["ndvi", "ndwi"], **TINY_NET)  # fmt: skip
+    assert "indices" in r.reasons  # offered by the band names, not chosen by default
     meta = r.model.metadata
     assert meta.arch_kwargs["indices"]["pairs"] == [[3, 2], [1, 3]]
     assert meta.arch_kwargs["in_channels"] == 4  # the package takes the bands; indices inside

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from xlandcover.errors import (
 from xlandcover.model import NODATA_LABEL
 from xlandcover.training import AugmentConfig, band_statistics, make_loss, median_frequency_weights
 from xlandcover.training._augment import Augment
+from xlandcover.training._train import _epoch_order, _sample_weights
 
 from ..conftest import make_image
 
@@ -109,10 +111,29 @@ def test_early_stopping_when_validation_stops_improving(splits, tmp_path):
     assert frozen.history["epoch"].tolist() == [1, 2, 3] and frozen.best_epoch == 1
 
 
-def test_class_aware_sampler_and_other_losses_run(splits, tmp_path):
-    for loss in ("ce", "focal", "dice"):
-        r = run(splits, tmp_path, loss, epochs=1, loss=loss, sampler="class_aware")
-        assert np.isfinite(r.history["train_loss"]).all()
+def test_class_aware_sampler_draws_chips_of_rare_classes_more_often():
+    # three chips of the common class only, one with the rare class as well
+    counts = np.array([[900, 0], [900, 0], [900, 0], [800, 100]])
+    weights = _sample_weights(SimpleNamespace(counts=counts))
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights[3] > 2 * weights[0] and np.allclose(weights[:3], weights[0])
+    order = _epoch_order(4, 4000, weights, np.random.default_rng(0))
+    share = np.mean(order == 3)
+    assert share == pytest.approx(weights[3], abs=0.03) and share > 0.4  # uniform: 0.25
+    uniform = _epoch_order(4, 4000, None, np.random.default_rng(0))
+    assert np.bincount(uniform).tolist() == [1000] * 4  # permutations: each chip equally often
+
+
+def test_losses_are_different_functions_and_the_sampler_changes_the_batches(splits, tmp_path):
+    runs = {
+        loss: run(splits, tmp_path, loss, epochs=1, loss=loss, sampler="class_aware")
+        for loss in ("ce", "focal", "dice")
+    }
+    first = {loss: r.history["train_loss"].iloc[0] for loss, r in runs.items()}
+    assert all(np.isfinite(v) and v > 0 for v in first.values())
+    assert len({round(v, 6) for v in first.values()}) == 3, first
+    uniform = run(splits, tmp_path, "ce-uniform", epochs=1, loss="ce", sampler="uniform")
+    assert uniform.history["train_loss"].iloc[0] != first["ce"]
 
 
 def test_errors_list_valid_names(splits, tmp_path):
@@ -211,5 +232,9 @@ def test_local_encoder_weights_are_loaded(splits, tmp_path):
 
 
 def test_mixed_precision_path_runs_on_cpu_with_bfloat16(splits, tmp_path):
-    r = run(splits, tmp_path, "amp", epochs=1, amp="on")
-    assert np.isfinite(r.history["train_loss"]).all() and np.isfinite(r.best_miou)
+    amp = run(splits, tmp_path, "amp", epochs=1, amp="on")
+    full = run(splits, tmp_path, "fp32", epochs=1, amp="off")
+    a, b = amp.history["train_loss"].iloc[0], full.history["train_loss"].iloc[0]
+    assert np.isfinite(a) and np.isfinite(amp.best_miou)
+    assert a != b  # bfloat16 autocast really ran (its rounding shows in the loss) ...
+    assert a == pytest.approx(b, rel=0.05)  # ... and computes the same loss

@@ -42,7 +42,22 @@ def client_for(
     n_workers: int | None = None,
     threads_per_worker: int | None = None,
 ) -> Iterator[Any]:
-    """A :class:`distributed.Client` for ``scheduler``; clusters started here stop on exit."""
+    """A :class:`distributed.Client` for ``scheduler``; clusters started here stop on exit.
+
+    Parameters
+    ----------
+    scheduler
+        A :class:`distributed.Client`, a scheduler address (``"tcp://host:8786"``),
+        ``"local"`` or ``"inprocess"`` (see the module docstring). ``"local"`` on a machine
+        with CUDA GPUs and dask-cuda (``pip install "xlandcover[cuda]"``) starts
+        ``dask_cuda.LocalCUDACluster`` with one worker per GPU; each builds the model once and
+        takes a share of the chunks.
+    n_workers
+        Workers of a local cluster (one by default; with Dask-CUDA, at most one per GPU).
+    threads_per_worker
+        Task threads per worker (default: the cores shared among CPU workers;
+        :data:`CUDA_THREADS_PER_WORKER` on GPU workers).
+    """
     from distributed import Client
 
     if isinstance(scheduler, Client):
@@ -64,10 +79,18 @@ def client_for(
             f"unknown scheduler {scheduler!r}: use 'local', 'inprocess', an address "
             "'tcp://host:8786' or a distributed.Client"
         )
-    cuda = _cuda_cluster() if scheduler == "local" else None
+    cuda = (
+        _cuda_cluster(n_workers=n_workers, threads_per_worker=threads_per_worker)
+        if scheduler == "local"
+        else None
+    )
     if cuda is not None:
         with cuda as cluster, Client(cluster) as client:
-            log.info("Dask-CUDA cluster, one worker per GPU (dashboard: %s)", client.dashboard_link)
+            log.info(
+                "Dask-CUDA cluster: %d worker(s), one per GPU (dashboard: %s)",
+                len(cluster.workers),
+                client.dashboard_link,
+            )
             yield client
         return
     from distributed import LocalCluster
@@ -152,13 +175,38 @@ class TorchThreads(WorkerPlugin):
         runtime.TORCH_THREADS = self.threads
 
 
-def _cuda_cluster() -> Any:
+#: Task threads of each Dask-CUDA worker: while one chunk's batches run on the GPU (forward
+#: passes are serialised per worker), another chunk's pixels are read and its rows written.
+CUDA_THREADS_PER_WORKER = 2
+
+
+def gpu_count() -> int:
+    """CUDA GPUs visible to this process (0 without torch's CUDA build or a driver)."""
     try:
         import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
-        if not torch.cuda.is_available():
-            return None
+
+def _cuda_cluster(*, n_workers: int | None = None, threads_per_worker: int | None = None) -> Any:
+    """A ``dask_cuda.LocalCUDACluster`` with one worker process per GPU of this machine (each
+    worker sees its own GPU as ``cuda``, builds the model once and gets a share of the chunks),
+    or None without GPUs or without dask-cuda (the optional extra ``xlandcover[cuda]``)."""
+    count = gpu_count()
+    if count == 0:
+        return None
+    try:
         from dask_cuda import LocalCUDACluster
     except ImportError:
+        log.warning(
+            "%d GPU(s) here but dask-cuda is not installed: one CPU-style local cluster will "
+            "share the first GPU; pip install 'xlandcover[cuda]' for one worker per GPU",
+            count,
+        )
         return None
-    return LocalCUDACluster()
+    return LocalCUDACluster(
+        n_workers=min(n_workers or count, count),
+        threads_per_worker=threads_per_worker or CUDA_THREADS_PER_WORKER,
+        dashboard_address=":0",
+    )

@@ -16,7 +16,9 @@ from .._torch import torch
 
 
 class PixelBranch(torch.nn.Module):
-    """``base(x) + mlp(x)``: an smp model plus per-pixel logits from 1x1 convolutions."""
+    """``base(x) + mlp(x)``: an smp model plus per-pixel logits from 1x1 convolutions
+    (one hidden layer of ``width`` channels; kept narrow, because full-resolution layers are
+    memory-bound on CPUs: 32 channels in two layers tripled a 256 px U-Net step)."""
 
     def __init__(self, base: torch.nn.Module, in_channels: int, classes: int, width: int):
         super().__init__()
@@ -27,10 +29,6 @@ class PixelBranch(torch.nn.Module):
         torch.nn.init.zeros_(head.bias)
         self.pixel = torch.nn.Sequential(
             torch.nn.Conv2d(in_channels, width, 1),
-            torch.nn.BatchNorm2d(width),
-            torch.nn.ReLU(inplace=True),
-            torch.nn.Conv2d(width, width, 1),
-            torch.nn.BatchNorm2d(width),
             torch.nn.ReLU(inplace=True),
             head,
         )

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 FORMAT = "xlandcover-model"
 FORMAT_VERSION = 1
 _META_KEY = "xlandcover"
+#: Header key beside the metadata: the encoder's output stride (see ModelPackage.size_multiple);
+#: outside the metadata JSON, so packages that lack it read as before and older readers
+#: ignore it.
+_MULTIPLE_KEY = "xlandcover_size_multiple"
 NODATA_LABEL = 255
 #: Deepest nesting of lists and objects accepted in package metadata.
 MAX_JSON_DEPTH = 32
@@ -298,6 +302,10 @@ class ModelPackage:
     blob: bytes = field(repr=False)
     sha256: str
     path: Path | None = None
+    #: Side of model inputs must be a multiple of this (the encoder's output stride), as
+    #: recorded when the package was saved; None in packages saved before it was recorded
+    #: (:func:`xlandcover.runtime.size_multiple` then derives it from the architecture).
+    size_multiple: int | None = None
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -582,7 +590,16 @@ def package_model(
             )
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
     header = {_META_KEY: meta.to_json(), "weights_sha256": _weights_digest(state)}
+    header[_MULTIPLE_KEY] = str(output_stride(model))
     return package_from_bytes(save_tensors(state, metadata=header))
+
+
+def output_stride(module: torch.nn.Module) -> int:
+    """The multiple model inputs' sides must have: the encoder's output stride (1 for modules
+    without an smp encoder). Windows are kept to it even where smp would accept other sizes
+    (its Unet then interpolates in the decoder, misaligning skip connections)."""
+    encoder = getattr(module, "encoder", None)
+    return int(getattr(encoder, "output_stride", 1) or 1)
 
 
 def _with_calibration(extra: dict[str, Any], temperature: float | None) -> dict[str, Any]:
@@ -613,6 +630,8 @@ def with_temperature(
     new_meta = PackageMetadata(**{**_fields(meta), "extra": extra})
     state = load_tensors(package.blob)
     header = {_META_KEY: new_meta.to_json(), "weights_sha256": _weights_digest(state)}
+    if package.size_multiple is not None:
+        header[_MULTIPLE_KEY] = str(package.size_multiple)
     blob = save_tensors(state, metadata=header)
     if path is None:
         return package_from_bytes(blob)
@@ -704,11 +723,13 @@ def package_from_bytes(blob: bytes, *, path: Path | None = None) -> ModelPackage
             f"the weights in {where} do not match their recorded digest: the file is "
             "corrupt; copy it again or re-save it"
         )
+    multiple = meta_header.get(_MULTIPLE_KEY)
     return ModelPackage(
         metadata=meta,
         blob=blob,
         sha256=hashlib.sha256((weights_digest + meta.to_json()).encode()).hexdigest(),
         path=path,
+        size_multiple=int(multiple) if multiple and str(multiple).isdigit() else None,
     )
 
 

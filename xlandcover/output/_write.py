@@ -19,6 +19,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, overload
@@ -27,7 +28,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..errors import AllNodataError, RasterInputError
+from ..errors import AllNodataError, OutputWriteError, RasterInputError
 from ..model._package import hex_to_rgb
 from ._targets import (
     MARKER,
@@ -69,7 +70,8 @@ def to_zarr(labels: xr.DataArray | xr.Dataset, store: PathLike, *, overwrite: bo
         else:
             ds, name, nodata = _zarr_dataset(labels)
         with _staging(target) as tmp, _reported(target, tmp):
-            _create_store(ds, name, tmp / "store.zarr").compute()
+            with _settled_threads(ds):
+                _create_store(ds, name, tmp / "store.zarr").compute()
             staged = xr.open_zarr(tmp / "store.zarr", consolidated=False)[name]
             _require_data(_any_valid(staged.data, nodata), target)
             publish(tmp / "store.zarr", target)
@@ -270,8 +272,11 @@ def _stream(
                 dst = stack.enter_context(rasterio.open(paths[target], "w", **profile))
                 _describe(dst, labels, job)
                 sources.append(data)
-                writers[target] = _CheckedWriter(dst, nodata, gdal, target)
-            with gdal.unwatched():
+                writers[target] = writer = _CheckedWriter(dst, nodata, gdal, target)
+                # runs before the dataset closes: when one chunk fails, the scheduler raises
+                # while other threads may still be writing (closing under them crashes GDAL)
+                stack.callback(writer.close)
+            with gdal.unwatched(), _settled_threads(*sources):
                 da.store(sources, list(writers.values()), lock=False, compute=True)  # type: ignore[arg-type]
         except rasterio.errors.RasterioError as err:
             target = next(iter(layers))
@@ -311,7 +316,13 @@ class _CheckedWriter:
         self.gdal = gdal
         self.target = target
         self.lock = threading.Lock()
+        self.closed = False
         self.blocks: dict[BlockKey, tuple[int, bool]] = {}
+
+    def close(self) -> None:
+        """Wait for a write in progress, then refuse later ones (the dataset closes next)."""
+        with self.lock:
+            self.closed = True
 
     def __setitem__(self, key: tuple[slice, ...], block: np.ndarray) -> None:
         from rasterio.errors import RasterioError
@@ -323,6 +334,8 @@ class _CheckedWriter:
         bands = list(range(first + 1, first + 1 + arr.shape[0]))
         window = Window.from_slices(rows, cols)
         with self.lock:
+            if self.closed:  # the store failed elsewhere and is being torn down
+                raise OutputWriteError(f"{self.target}: the write was abandoned")
             try:
                 with self.gdal.watch(self.target):
                     self.dst.write(arr, indexes=bands, window=window)
@@ -435,6 +448,28 @@ def _reported(target: Path, staging: Path) -> Iterator[None]:
         if plain is None:
             raise
         raise plain from err
+
+
+@contextmanager
+def _settled_threads(*collections: Any) -> Iterator[None]:
+    """On Dask's threaded scheduler, give the computation its own thread pool and wait for it
+    on the way out: when one chunk fails the scheduler raises at once while other threads are
+    still writing theirs, and cleaning up under them would leave files behind (or close a
+    GDAL dataset mid-write). Other schedulers are left alone."""
+    import dask
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    if get_scheduler(collections=list(collections)) is not dask.threaded.get:
+        yield
+        return
+    workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="xlandcover-write")
+    try:
+        with dask.config.set(pool=pool):
+            yield
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager

@@ -119,11 +119,14 @@ def auto_settings(profile: DataProfile) -> tuple[dict[str, Any], dict[str, str]]
     s["architecture"], s["encoder"] = "Unet", "tu-mobilenetv3_small_100"
     s["arch_kwargs"] = {"decoder_channels": [128, 64, 32, 16, 16]}
     why["encoder"] = "a small encoder (2 M parameters with its decoder) suits small data and CPUs"
-    s["pixel_branch"] = 32
+    s["pixel_branch"] = 16
     why["pixel_branch"] = "each pixel's own spectrum at full resolution, beside the context"
-    s["indices"] = available_indices(profile.bands) if profile.n_bands >= 4 else []
-    if s["indices"]:
-        why["indices"] = "normalised differences of the named bands, computed in the network"
+    s["indices"] = []
+    if available_indices(profile.bands):
+        why["indices"] = (
+            "none: NDVI/NDWI-style indices measured no gain (Landsat 8 over Zion) or a loss "
+            "(Sentinel-2 with OSM labels) next to the per-pixel branch; ask for them by name"
+        )
 
     bs = int(np.clip(PIXELS_PER_STEP // (size * size), 4, 16))
     s["batch_size"] = min(bs, max(2, profile.n_chips))
