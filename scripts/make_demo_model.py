@@ -16,6 +16,7 @@ package (``extra["metrics_demo_crop"]``, ``extra["provenance"]``).
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -45,6 +46,7 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=DATA_DIR)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # one line per epoch
 
     scene = args.data_dir / "landsat8_b2345_stack.tif"
     bands = ["blue", "green", "red", "nir"]

@@ -344,6 +344,6 @@ def test_an_image_in_the_training_range_does_not_warn(ranged_package):
 def test_packages_without_a_recorded_range_still_load_and_do_not_warn(tiny_package):
     from importlib import resources
 
-    with resources.as_file(resources.files("xlandcover") / "data" / "demo-zion.xlc") as p:
+    with resources.as_file(resources.files("xlandcover") / "data" / "demo-dubai.xlc") as p:
         demo = xlc.load_model(p)
     assert demo.metadata.input_range is None and tiny_package.metadata.input_range is None
