@@ -76,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     pred.add_argument("--resolution", type=float, help="output pixel size (with --stac)")
     pred.add_argument("--crs", help="output CRS (with --stac; default: the bbox's UTM zone)")
     pred.add_argument("--model", required=True, type=Path, help="model package (.xlc)")
+    pred.add_argument(
+        "--aoi",
+        type=Path,
+        metavar="FILE",
+        help="area of interest: a vector file of polygons (any CRS); chunks outside it are "
+        "never read or run, pixels outside it are nodata",
+    )
     pred.add_argument("--out", type=Path, help="output Zarr store")
     pred.add_argument("--cog", type=Path, help="output Cloud-Optimized GeoTIFF")
     _add_chunks(pred, "processing chunk size in pixels (auto: at least 16 windows, as predict)")
@@ -306,7 +313,7 @@ def _predict(args: argparse.Namespace) -> int:
     if bool(args.source) == bool(args.stac):
         log.error("error: give either raster paths or --stac URL (with --bbox and --datetime)")
         return 2
-    inputs = [*args.source, args.model]
+    inputs = [*args.source, args.model, *([args.aoi] if args.aoi is not None else [])]
     check_distinct([p for p in (args.out, args.cog) if p is not None], inputs)
     read = _read_chunks(args)
     if args.out is not None and args.scheduler not in ("local", "inprocess"):
@@ -340,6 +347,7 @@ def _predict(args: argparse.Namespace) -> int:
         chunks=args.chunks,
         precision=args.precision,
         match_bands="position" if args.match_bands_by_position else "name",
+        aoi=args.aoi,
     )
     if args.min_size is not None:  # chunk-independent sieve, see docs/predict.md
         labels = labels.landcover.sieve(args.min_size)
