@@ -37,7 +37,7 @@ from .._files import fsync_dir, fsync_file
 from ..errors import ChunkFailedError, InputChangedError, OutputExistsError
 from ._progress import ChunkProgress, mean_pixel_area
 from ._targets import MARKER, check_target, output_lock, output_record, publish
-from ._write import _any_valid, _create_store, _require_data, _zarr_dataset
+from ._write import _any_valid, _create_metadata, _require_data, _zarr_dataset
 
 log = logging.getLogger("xlandcover")
 
@@ -183,7 +183,7 @@ def _start(partial: Path, ds: xr.Dataset, name: str, identity: dict) -> None:
     init = partial.with_name(f"{partial.name}-init-{uuid.uuid4().hex[:8]}")
     init.mkdir()
     try:
-        _create_store(ds, name, init / "store.zarr")  # data chunks are written later
+        _create_metadata(ds, init / "store.zarr")  # data chunks are written later
         (init / "done").mkdir()
         (init / "manifest.json").write_text(json.dumps(identity))
         for f in (init / "manifest.json", *(init / "store.zarr").rglob("zarr.json")):
