@@ -192,3 +192,29 @@ def test_cli_aoi(scene, tiny_package, reference, tmp_path):
     args[-1] = str(far)
     assert main([*args, "--out", str(tmp_path / "far.zarr")]) == 1
     assert not (tmp_path / "far.zarr").exists()
+
+
+def test_cli_dry_run_reports_the_job_and_writes_nothing(scene, tiny_package, tmp_path, caplog):
+    import logging
+
+    gpd = pytest.importorskip("geopandas")
+    from xlandcover.cli import main
+
+    tif, aoi = tmp_path / "scene.tif", tmp_path / "aoi.gpkg"
+    scene.rio.to_raster(tif)
+    # the upper left 64 x 128 px: chunks (0, 0) and (0, 1) of 64 px
+    box = shapely.box(*_px(scene, 0.5, 63.5), *_px(scene, 127.5, 0.5))
+    gpd.GeoDataFrame(geometry=[box], crs=scene.rio.crs).to_file(aoi)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    caplog.set_level(logging.INFO, logger="xlandcover")
+    args = ["predict", str(tif), "--model", str(tiny_package.path), "--chunks", "64"]
+    args += ["--bands", "red,green,blue", "--aoi", str(aoi), "--dry-run"]
+    assert main([*args, "--out", str(tmp_path / "out.zarr"), "--cog", str(tmp_path / "o.tif")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no lock
+    text = caplog.text
+    assert "chunks: 2 of 20 meet the area of interest (64 x 64 px chunks)" in text
+    # window 64, overlap 16 (stride 48): 2 windows touch rows 0-64, 2 + 2 columns 0-64, 64-128
+    assert "windows: 8 of 64 x 64 px (overlap 16 px)" in text
+    assert "area: 0.8 km2 in the chunks that run (100 m2 per pixel)" in text
+    assert f"output: {W} x {H} px, 80.0 KiB uncompressed" in text
+    assert "hours per worker" in text

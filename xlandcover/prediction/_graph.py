@@ -168,3 +168,12 @@ def fill_outside(array: da.Array, inside: np.ndarray, fill: Any) -> da.Array:
     layer = OutsideFillLayer(name, array.name, array.chunks, inside, fill, array.dtype)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[array])  # type: ignore[list-item]
     return da.Array(graph, name, array.chunks, meta=array._meta)
+
+
+def inside_chunks(array: da.Array) -> np.ndarray | None:
+    """The ``inside`` grid of the area of interest in ``array``'s graph (``None`` without one)."""
+    graph = array.__dask_graph__()
+    for layer in getattr(graph, "layers", {}).values():
+        if isinstance(layer, OutsideFillLayer) and layer.chunks[-2:] == array.chunks[-2:]:
+            return layer.inside
+    return None
