@@ -429,21 +429,27 @@ def _write_block(
     name: str,
     done_dir: str,
     nodata: float | None = None,
-    block_info: Any = None,
+    block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     import zarr
 
-    info = block_info[0]
-    region = tuple(slice(int(a), int(b)) for a, b in info["array-location"])
+    # block_id, not block_info: map_blocks builds block_info for every chunk on the client
+    # (hundreds of MB for 10^5 chunks). Dask's chunks are the store's (regular but the last),
+    # so block ``idx`` is Zarr chunk ``idx``.
+    assert block_id is not None
     array = zarr.open_group(store, mode="r+", zarr_format=3)[name]
     assert isinstance(array, zarr.Array)
+    region = tuple(
+        slice(i * c, i * c + n) for i, c, n in zip(block_id, array.chunks, block.shape, strict=True)
+    )
+    assert all(n <= c for n, c in zip(block.shape, array.chunks, strict=True)), region
     # every chunk gets a file, even one equal to the fill value: its presence is checked
     array.with_config({"write_empty_chunks": True})[region] = block
     coords = tuple(s.start // c for s, c in zip(region, array.chunks, strict=True))
     chunk = Path(store, name, array.metadata.encode_chunk_key(coords))
     fsync_file(chunk)  # the data is on disk before its record exists
     fsync_dir(chunk.parent)
-    record = Path(done_dir, _key(info["chunk-location"]))
+    record = Path(done_dir, _key(block_id))
     first = block[0] if block.ndim == 3 else block
     if nodata is None:
         valid = True

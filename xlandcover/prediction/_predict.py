@@ -506,11 +506,13 @@ def _predict_block(
     blob: bytes,
     plan: _Plan,
     area: Any = None,
-    block_info: dict[Any, Any] | None = None,
+    block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Predict one chunk's interior from its halo-padded block (see the module docstring)."""
-    assert block_info is not None
-    _, iy, ix = block_info[0]["chunk-location"]
+    # the block's position from block_id: block_info would make map_blocks build a dict of
+    # every chunk's info on the client (hundreds of MB for 10^5 chunks)
+    assert block_id is not None
+    iy, ix = block_id[-2:]
     y0, y1, lead_y = _interior(plan.row_chunks, iy, plan.row_halo)
     x0, x1, lead_x = _interior(plan.col_chunks, ix, plan.col_halo)
     ey0, ex0 = y0 - lead_y, x0 - lead_x  # global position of the block's first pixel
