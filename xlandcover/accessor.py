@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from .model._package import ClassInfo, ModelPackage
     from .model._runtime import Precision
+    from .prediction._aoi import AreaOfInterest
     from .prediction._predict import TTA, MatchBands
     from .prediction._sieve import Connectivity
     from .prediction._uncertainty import Dtype, Layer
@@ -57,6 +58,7 @@ class LandcoverAccessor:
         temperature: float | None = None,
         match_bands: MatchBands = "name",
         precision: Precision = "auto",
+        aoi: AreaOfInterest | None = None,
     ) -> xr.DataArray: ...
 
     @overload
@@ -76,6 +78,7 @@ class LandcoverAccessor:
         temperature: float | None = None,
         match_bands: MatchBands = "name",
         precision: Precision = "auto",
+        aoi: AreaOfInterest | None = None,
     ) -> xr.Dataset: ...
 
     def predict(
@@ -94,6 +97,7 @@ class LandcoverAccessor:
         temperature: float | None = None,
         match_bands: MatchBands = "name",
         precision: Precision = "auto",
+        aoi: AreaOfInterest | None = None,
     ) -> xr.DataArray | xr.Dataset:
         """Lazy land-cover prediction of this image: :func:`xlandcover.predict`."""
         from .prediction._predict import predict as _predict
@@ -102,7 +106,7 @@ class LandcoverAccessor:
         return predict(self._obj, model, window=window, overlap=overlap, batch_size=batch_size,
                        output=output, device=device, tta=tta, chunks=chunks,
                        allow_rechunk=allow_rechunk, dtype=dtype, temperature=temperature,
-                       match_bands=match_bands, precision=precision)  # fmt: skip
+                       match_bands=match_bands, precision=precision, aoi=aoi)  # fmt: skip
 
     def sieve(
         self,

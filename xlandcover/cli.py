@@ -76,8 +76,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     pred.add_argument("--resolution", type=float, help="output pixel size (with --stac)")
     pred.add_argument("--crs", help="output CRS (with --stac; default: the bbox's UTM zone)")
     pred.add_argument("--model", required=True, type=Path, help="model package (.xlc)")
+    pred.add_argument(
+        "--aoi",
+        type=Path,
+        metavar="FILE",
+        help="area of interest: a vector file of polygons (any CRS); chunks outside it are "
+        "never read or run, pixels outside it are nodata",
+    )
     pred.add_argument("--out", type=Path, help="output Zarr store")
     pred.add_argument("--cog", type=Path, help="output Cloud-Optimized GeoTIFF")
+    pred.add_argument(
+        "--cog-tiles",
+        type=Path,
+        metavar="DIR",
+        help="also one COG per tile of a fixed grid in DIR, a VRT mosaic and a STAC catalog",
+    )
+    pred.add_argument(
+        "--tile-size", type=int, default=None, metavar="N", help="pixels per tile (--cog-tiles)"
+    )
     _add_chunks(pred, "processing chunk size in pixels (auto: at least 16 windows, as predict)")
     pred.add_argument("--window", type=int, help="window size (default: the package's)")
     pred.add_argument("--overlap", type=float, help="overlap, pixels or a fraction < 1")
@@ -113,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     pred.add_argument("--workers", type=int, help="workers of the local cluster")
     pred.add_argument("--resume", action="store_true", help="finish an interrupted --out job")
+    pred.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="report the job (chunks in the area, windows, km2, output size, hours per worker "
+        "from timing one chunk here) and write nothing",
+    )
 
     tr = sub.add_parser("train", help="train a model from a TOML configuration")
     tr.add_argument("config", type=Path, help="run configuration (see examples/configs)")
@@ -300,14 +322,14 @@ def _predict(args: argparse.Namespace) -> int:
     from .jobs._cluster import scheduler_address
     from .output._targets import check_distinct, output_lock, output_record
 
-    if args.out is None and args.cog is None:
-        log.error("error: give an output: --out OUT.zarr and/or --cog OUT.tif")
+    if args.out is None and args.cog is None and args.cog_tiles is None and not args.dry_run:
+        log.error("error: give an output: --out OUT.zarr, --cog OUT.tif and/or --cog-tiles DIR")
         return 2
     if bool(args.source) == bool(args.stac):
         log.error("error: give either raster paths or --stac URL (with --bbox and --datetime)")
         return 2
-    inputs = [*args.source, args.model]
-    check_distinct([p for p in (args.out, args.cog) if p is not None], inputs)
+    inputs = [*args.source, args.model, *([args.aoi] if args.aoi is not None else [])]
+    check_distinct([p for p in (args.out, args.cog, args.cog_tiles) if p is not None], inputs)
     read = _read_chunks(args)
     if args.out is not None and args.scheduler not in ("local", "inprocess"):
         scheduler_address(args.scheduler)  # a mistyped address fails before any work
@@ -340,6 +362,7 @@ def _predict(args: argparse.Namespace) -> int:
         chunks=args.chunks,
         precision=args.precision,
         match_bands="position" if args.match_bands_by_position else "name",
+        aoi=args.aoi,
     )
     if args.min_size is not None:  # chunk-independent sieve, see docs/predict.md
         labels = labels.landcover.sieve(args.min_size)
@@ -351,6 +374,9 @@ def _predict(args: argparse.Namespace) -> int:
         args.window or "default",
         args.device,
     )
+    if args.dry_run:
+        _dry_run(labels, model, args)
+        return 0
     job = None
     if args.out is not None:
         from .jobs._cluster import client_for
@@ -371,6 +397,13 @@ def _predict(args: argparse.Namespace) -> int:
         job = (output_record(args.out, "zarr") or {}).get("job")
         # the COG is converted from the store rather than predicting a second time
         labels = xr.open_zarr(args.out, decode_coords="all", consolidated=False)["landcover"]
+    if args.cog_tiles is not None:
+        from .output._tiles import TILE_SIZE, write_cog_tiles
+
+        tiles = partial(write_cog_tiles, labels, args.cog_tiles, tile=args.tile_size or TILE_SIZE,
+                        job=job, overwrite=args.overwrite)  # fmt: skip
+        _run(tiles, labels)
+        log.info("Wrote the tiles, %s and %s in %s", "mosaic.vrt", "catalog.json", args.cog_tiles)
     if args.cog is not None:
         done = output_record(args.cog, "cog") if args.resume and job else None
         if done is not None and done.get("job") == job:
@@ -380,6 +413,65 @@ def _predict(args: argparse.Namespace) -> int:
         _run(partial(to_cog, labels, args.cog, overwrite=args.overwrite, job=job), labels)
         log.info("Wrote %s", args.cog)
     return 0
+
+
+def _dry_run(labels: xr.DataArray, model: object, args: argparse.Namespace) -> None:
+    """What ``predict`` would do: chunks (inside the area), windows, km², output size, and
+    hours per worker from timing one chunk here. Computes one chunk; writes nothing."""
+    from itertools import pairwise
+
+    import numpy as np
+
+    from .model._package import ModelPackage
+    from .model._runtime import size_multiple
+    from .output._progress import mean_pixel_area
+    from .prediction._graph import inside_chunks
+    from .prediction._predict import _window
+    from .prediction._windows import axis_grid
+
+    assert isinstance(model, ModelPackage)
+    data = labels.data
+    rows, cols = data.chunks[-2], data.chunks[-1]
+    inside = inside_chunks(data)
+    if inside is None:
+        inside = np.ones((len(rows), len(cols)), dtype=bool)
+    win, ovl = _window(model.metadata, size_multiple(model), args.window, args.overlap)
+    per_axis = []
+    for length, chunks in ((labels.sizes["y"], rows), (labels.sizes["x"], cols)):
+        grid = axis_grid(length, window=win, overlap=ovl, multiple=size_multiple(model))
+        edges = [int(e) for e in np.cumsum((0, *chunks))]
+        per_axis.append(np.array([len(grid.touching(a, b)) for a, b in pairwise(edges)]))
+    windows = int((inside * per_axis[0][:, None] * per_axis[1][None, :]).sum())
+    pixels_inside = int((inside * np.asarray(rows)[:, None] * np.asarray(cols)[None, :]).sum())
+    area = mean_pixel_area(labels)
+    first = np.argwhere(inside)[len(np.argwhere(inside)) // 2]  # a chunk in the middle
+    block = data.blocks[tuple(int(i) for i in first)]
+    block.compute(scheduler="threads")  # builds the model (once per worker in a real job)
+    start = time.perf_counter()
+    block.compute(scheduler="threads")
+    seconds = time.perf_counter() - start
+    n_inside = int(inside.sum())
+    log.info("Dry run (nothing written):")
+    log.info("  chunks: %d of %d meet the area of interest (%d x %d px chunks)", n_inside,
+             inside.size, rows[0], cols[0])  # fmt: skip
+    log.info("  windows: %d of %d x %d px (overlap %d px)", windows, win, win, ovl)
+    if area is not None:
+        log.info("  area: %.1f km2 in the chunks that run (%.3g m2 per pixel)",
+                 pixels_inside * area / 1e6, area)  # fmt: skip
+    size = labels.size * labels.dtype.itemsize
+    log.info("  output: %d x %d px, %s uncompressed for the whole extent (chunks outside the "
+             "area are constant and compress to almost nothing)", labels.sizes["x"],
+             labels.sizes["y"], _bytes(size))  # fmt: skip
+    log.info("  one chunk (%s) took %.2f s here: about %.2f hours per worker for the job",
+             tuple(int(i) for i in first), seconds, seconds * n_inside / 3600)  # fmt: skip
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 def _run(job: Callable[[], object], labels: xr.DataArray) -> None:

@@ -229,6 +229,21 @@ class ChunkFailedError(XLandcoverError, RuntimeError):
     """One chunk of a batch job failed; finished chunks are kept for ``--resume``."""
 
 
+class AreaOfInterestError(XLandcoverError, ValueError):
+    """The area of interest cannot be used: empty, invalid or not a polygon (or a file of
+    them), or of a type ``predict(aoi=...)`` does not take."""
+
+
+class AreaOutsideRasterError(AreaOfInterestError):
+    """The area of interest does not overlap the raster (often: coordinates in another CRS
+    than the file says, or the wrong file)."""
+
+
+class GraphKeyError(XLandcoverError, KeyError):
+    """A Dask task key that a graph layer of xlandcover does not hold (Dask looks keys up in
+    every layer of a graph; the Mapping protocol answers with a KeyError)."""
+
+
 class InputRangeWarning(XLandcoverWarning):
     """The image's values lie far outside the range the model was trained on."""
 

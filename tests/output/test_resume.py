@@ -169,3 +169,88 @@ def test_job_completes_when_a_worker_process_is_killed(tmp_path, tiny_package):
         runner.join(timeout=120)
     assert not errors and not runner.is_alive()
     np.testing.assert_array_equal(_read(out), reference)
+
+
+class WriteTasks(SchedulerPlugin):
+    """The most chunk writes the scheduler knew at once, and the size of each graph sent."""
+
+    def __init__(self) -> None:
+        self.most = 0
+        self.graphs: list[int] = []
+
+    def update_graph(self, scheduler, *, keys=(), **kwargs) -> None:
+        writes = [k for k in scheduler.tasks if "xlandcover-write" in str(k)]
+        self.most = max(self.most, len(writes))
+        self.graphs.append(len([k for k in keys if "xlandcover-write" in str(k)]))
+
+
+def test_regions_are_submitted_with_a_bounded_number_of_chunks_in_flight(
+    tmp_path, tiny_package, monkeypatch
+):
+    from xlandcover.output import _resume
+
+    monkeypatch.setattr(_resume, "REGION_CHUNKS", 2)  # regions of 2 x 2 chunks
+    monkeypatch.setattr(_resume, "IN_FLIGHT_PER_THREAD", 3)
+    img = make_image(512, 384, seed=4).chunk({"band": -1, "y": 64, "x": 64})  # 8 x 6 chunks
+    labels = xlc.predict(img, tiny_package, chunks=None)
+    seen = WriteTasks()
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        cluster.scheduler.add_plugin(seen)
+        write_zarr_resumable(labels, tmp_path / "out.zarr", client=client, progress=False)
+    np.testing.assert_array_equal(_read(tmp_path / "out.zarr"), labels.values)
+    write_graphs = [n for n in seen.graphs if n]
+    assert write_graphs == [4] * 12  # one small graph per region, 12 regions
+    # a region is sent while fewer than 3 chunks are unfinished: at most 3 - 1 + 4 unfinished,
+    # plus a finished one whose release is on its way to the scheduler (of 48 in the job)
+    assert 4 <= seen.most <= 7
+
+
+def test_a_job_stopped_in_a_region_resumes_the_others(tmp_path, tiny_package, caplog, monkeypatch):
+    from xlandcover.output import _resume
+
+    monkeypatch.setattr(_resume, "REGION_CHUNKS", 2)
+    monkeypatch.setattr(_resume, "IN_FLIGHT_PER_THREAD", 2)
+    flag = tmp_path / "broken"
+    flag.touch()
+    img = make_image(512, 512, seed=5).chunk({"band": -1, "y": 64, "x": 64})  # 8 x 8 chunks
+    labels = xlc.predict(_flaky(img, flag), tiny_package, chunks=None)
+    out = tmp_path / "out.zarr"
+    with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
+        with pytest.raises(ChunkFailedError, match=r"OSError\('unreadable"):
+            write_zarr_resumable(labels, out, client=client, progress=False)
+        kept = {p.name for p in (tmp_path / ".out.zarr.partial" / "done").glob("*")}
+        # regions after the failing one (chunk (3, 3) is in the 6th region of 16) never ran
+        assert 4 <= len(kept) < 32
+        assert not kept & {f"{i}-{j}" for i in range(4, 8) for j in range(8)}
+        flag.unlink()
+        caplog.set_level(logging.INFO, logger="xlandcover")
+        write_zarr_resumable(labels, out, client=client, resume=True, progress=False)
+        assert f"{64 - len(kept)} of 64 chunks to compute ({len(kept)} done before)" in caplog.text
+    np.testing.assert_array_equal(_read(out), xlc.predict(img, tiny_package).values)
+    assert not (tmp_path / ".out.zarr.partial").exists()
+
+
+def test_all_nodata_is_found_from_the_records_without_reading_the_store(
+    tmp_path, tiny_package, monkeypatch
+):
+    from xlandcover.errors import AllNodataError
+    from xlandcover.output import _resume
+
+    def never(*args, **kwargs):
+        raise AssertionError("the store was read back")
+
+    monkeypatch.setattr(_resume, "_any_valid", never)
+    img = make_image(128, 128).chunk({"band": -1, "y": 64, "x": 64})
+    with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
+        labels = xlc.predict(img, tiny_package, chunks=None)
+        write_zarr_resumable(labels, tmp_path / "ok.zarr", client=client, progress=False)
+        empty = img.where(False, 0).astype(np.uint8).rio.write_nodata(0)
+        labels = xlc.predict(empty, tiny_package, chunks=None)
+        with pytest.raises(AllNodataError, match="every pixel of the prediction is nodata"):
+            write_zarr_resumable(labels, tmp_path / "empty.zarr", client=client, progress=False)
+    assert (tmp_path / "ok.zarr").exists() and not (tmp_path / "empty.zarr").exists()

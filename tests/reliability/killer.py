@@ -56,7 +56,7 @@ def main(phase: str, argv: list[str]) -> int:
 
     onto = {"after-publish": "--out", "after-cog-publish": "--cog"}
     if phase == "before-manifest":
-        _after(xlandcover.output._resume, "_create_store")
+        _after(xlandcover.output._resume, "_create_metadata")
     elif phase == "mid-chunks":
         _after(xlandcover.output._resume, "_write_block", calls=5)
     elif phase == "cog-stream":

@@ -117,18 +117,19 @@ def test_a_recorded_chunk_whose_data_is_missing_is_computed_again(tmp_path, tiny
 
 def test_chunk_data_is_flushed_to_disk_before_its_record(tmp_path, tiny_package, monkeypatch):
     events: list[tuple[str, str]] = []
-    real_fsync, real_touch = xlandcover.output._resume.fsync_file, Path.touch
+    real_fsync, real_write = xlandcover.output._resume.fsync_file, Path.write_bytes
 
     def fsync(path):
         events.append(("fsync", str(path)))
         real_fsync(path)
 
-    def touch(self, *args, **kwargs):
-        events.append(("record", self.name))
-        real_touch(self, *args, **kwargs)
+    def write_bytes(self, *args, **kwargs):
+        if self.parent.name == "done":
+            events.append(("record", self.name))
+        return real_write(self, *args, **kwargs)
 
     monkeypatch.setattr(xlandcover.output._resume, "fsync_file", fsync)
-    monkeypatch.setattr(Path, "touch", touch)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
     labels = xlc.predict(make_image(128, 128).chunk({"y": 64, "x": 64}), tiny_package, chunks=None)
     with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
         write_zarr_resumable(labels, tmp_path / "map.zarr", client=client, progress=False)

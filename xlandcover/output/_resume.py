@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from .._files import fsync_dir, fsync_file
 from ..errors import ChunkFailedError, InputChangedError, OutputExistsError
 from ._progress import ChunkProgress, mean_pixel_area
 from ._targets import MARKER, check_target, output_lock, output_record, publish
-from ._write import _any_valid, _create_store, _require_data, _zarr_dataset
+from ._write import _any_valid, _create_metadata, _require_data, _zarr_dataset
 
 log = logging.getLogger("xlandcover")
 
@@ -102,8 +102,7 @@ def write_zarr_resumable(
             _start(partial, ds, name, identity)
         _compute(labels, data, partial, name, client, progress)
         _check_chunks(partial, name, data)
-        staged = xr.open_zarr(partial / "store.zarr", consolidated=False)[name]
-        _require_data(_any_valid(staged.data, nodata), target)
+        _require_data(_recorded_valid(partial, name, nodata), target)
         publish(partial / "store.zarr", target)
         shutil.rmtree(partial)
     return target
@@ -184,7 +183,7 @@ def _start(partial: Path, ds: xr.Dataset, name: str, identity: dict) -> None:
     init = partial.with_name(f"{partial.name}-init-{uuid.uuid4().hex[:8]}")
     init.mkdir()
     try:
-        _create_store(ds, name, init / "store.zarr")  # data chunks are written later
+        _create_metadata(ds, init / "store.zarr")  # data chunks are written later
         (init / "done").mkdir()
         (init / "manifest.json").write_text(json.dumps(identity))
         for f in (init / "manifest.json", *(init / "store.zarr").rglob("zarr.json")):
@@ -196,10 +195,41 @@ def _start(partial: Path, ds: xr.Dataset, name: str, identity: dict) -> None:
     fsync_dir(partial.parent)
 
 
+#: Chunks per side of a region: the unit of submission (8 x 8 = 64 chunks, one small graph).
+REGION_CHUNKS = 8
+#: Most chunks submitted and not yet finished, per worker thread (at least one region).
+IN_FLIGHT_PER_THREAD = 4
+
+
+def _recorded_valid(partial: Path, name: str, nodata: float | None) -> bool:
+    """Whether any chunk holds a valid pixel, from the chunks' records ("1" or "0"), stopping
+    at the first "1", so a continental job is not read back whole; records without that
+    (written by an earlier xlandcover) fall back to reading the store."""
+    if nodata is None:
+        return True
+    for record in (partial / "done").iterdir():
+        flag = record.read_bytes()
+        if flag == b"1":
+            return True
+        if flag != b"0":
+            staged = xr.open_zarr(partial / "store.zarr", consolidated=False)[name]
+            return _any_valid(staged.data, nodata)
+    return False
+
+
 def _compute(
-    labels: xr.DataArray, data: da.Array, partial: Path, name: str, client: Any, progress: bool
+    labels: xr.DataArray,
+    data: da.Array,
+    partial: Path,
+    name: str,
+    client: Any,
+    progress: bool,
+    *,
+    region: int | None = None,
+    max_in_flight: int | None = None,
 ) -> None:
-    """Compute and write the chunks without a record (or whose recorded data is missing)."""
+    """Compute and write the chunks without a record (or whose recorded data is missing),
+    region by region with at most ``max_in_flight`` chunks submitted and unfinished."""
     done_dir = partial / "done"
     done = {p.name for p in done_dir.iterdir()}
     lost = _missing(partial / "store.zarr", name, done)
@@ -209,23 +239,47 @@ def _compute(
         log.warning("%d recorded chunks have no data in the store; computing them again", len(lost))
     done -= set(lost)
     edges = [np.cumsum((0, *c)) for c in data.chunks]
-    todo = [idx for idx in np.ndindex(*data.numblocks) if _key(idx) not in done]
-    log.info(
-        "%d of %d chunks to compute%s",
-        len(todo),
-        int(np.prod(data.numblocks)),
-        f" ({len(done)} done before)" if done else "",
+    region = region or REGION_CHUNKS
+    total = int(np.prod(data.numblocks))
+    n_todo = total - len(done)
+    regions = (
+        [idx for idx in todo if _key(idx) not in done] for todo in _regions(data.numblocks, region)
     )
-    graph, keys = write_graph(data, partial / "store.zarr", name, done_dir, todo)
-    futures = client.get(graph, keys, sync=False)
-    where = {f.key: idx for f, idx in zip(futures, todo, strict=True)}
-    bar = ChunkProgress(len(todo), mean_pixel_area(labels), enabled=progress)
+    log.info(
+        "%d of %d chunks to compute%s, in regions of up to %d",
+        n_todo,
+        total,
+        f" ({len(done)} done before)" if done else "",
+        region * region,
+    )
+    if max_in_flight is None:
+        threads = sum(client.nthreads().values()) if hasattr(client, "nthreads") else 1
+        max_in_flight = IN_FLIGHT_PER_THREAD * max(1, threads)
+    log.debug("at most %d chunks in flight", max_in_flight)
+    nodata = labels.rio.nodata
+    written = write_graph(data, partial / "store.zarr", name, done_dir, nodata)
+    bar = ChunkProgress(n_todo, mean_pixel_area(labels), enabled=progress)
     try:
-        _collect(futures, where, bar, edges, partial, len(done), client)
+        _submit_and_collect(written, regions, max_in_flight, bar, edges, partial, len(done),
+                            client)  # fmt: skip
     finally:
         bar.close()
-    if todo:
-        log.info("%d chunks, %s", len(todo), bar.rate())
+    if n_todo:
+        log.info("%d chunks, %s", n_todo, bar.rate())
+
+
+def _regions(numblocks: tuple[int, ...], size: int) -> Iterator[list[tuple[int, ...]]]:
+    """The block indices in regions of ``size`` x ``size`` blocks (over the last two axes),
+    regions in row-major order, blocks row-major inside each; generated as needed."""
+    rows, cols = numblocks[-2], numblocks[-1]
+    for r0 in range(0, rows, size):
+        for c0 in range(0, cols, size):
+            yield [
+                (*head, r, c)
+                for head in np.ndindex(*numblocks[:-2])
+                for r in range(r0, min(r0 + size, rows))
+                for c in range(c0, min(c0 + size, cols))
+            ]
 
 
 def _missing(store: Path, name: str, keys: set[str] | list[str]) -> list[str]:
@@ -258,30 +312,85 @@ def _check_chunks(partial: Path, name: str, data: da.Array) -> None:
         )
 
 
-def _collect(
-    futures: list[Any],
-    where: dict[Any, tuple[int, ...]],
+def _submit_and_collect(
+    written: da.Array,
+    regions: Iterator[list[tuple[int, ...]]],
+    max_in_flight: int,
     bar: ChunkProgress,
     edges: list[np.ndarray],
     partial: Path,
     n_done: int,
     client: Any,
 ) -> None:
-    """Wait for the chunk writes; the first failure cancels the rest and names its chunk."""
+    """Submit the regions' graphs one after another, keeping at most ``max_in_flight``
+    chunks unfinished (always at least one region), and wait for them; the first failure
+    cancels the rest and names its chunk.
+
+    Each region's graph is the job's graph culled to the region's chunks (see
+    :mod:`xlandcover.prediction._graph`: culling builds only those chunks' tasks), so neither
+    the client nor the scheduler ever holds the whole job. Constants the regions share (the
+    model package's bytes, the area of interest: string-keyed data nodes) are submitted once
+    and held as futures, so their bytes cross to the cluster once, not once per region.
+    """
+    from dask._task_spec import DataNode
+    from dask.highlevelgraph import HighLevelGraph
     from distributed import as_completed
 
-    for finished, future in enumerate(as_completed(futures)):
-        if future.status == "error":
-            idx = where[future.key]
-            bounds = [(int(e[i]), int(e[i + 1])) for e, i in zip(edges, idx, strict=True)]
-            err = future.exception()
-            client.cancel(futures)
-            raise ChunkFailedError(
-                f"chunk {idx} (rows {bounds[-2][0]}:{bounds[-2][1]}, columns "
-                f"{bounds[-1][0]}:{bounds[-1][1]}) failed: {err!r}. The {finished + n_done} "
-                f"finished chunks are kept in {partial}; fix the cause and rerun with --resume"
-            ) from err
-        bar.update(int(future.result().sum()))
+    graph = written.__dask_graph__()
+    assert isinstance(graph, HighLevelGraph)
+    held: dict[Any, Any] = {}  # key -> future of a shared constant
+    futures = as_completed()
+    where: dict[Any, tuple[int, ...]] = {}
+    pending = (todo for todo in regions if todo)
+    in_flight = finished = 0
+    submitted: list[Any] = []
+
+    def submit(todo: list[tuple[int, ...]]) -> int:
+        keys = [(written.name, *idx) for idx in todo]
+        dsk = dict(graph.cull(set(keys)))
+        shared = {k: v for k, v in dsk.items() if isinstance(k, str) and isinstance(v, DataNode)}
+        fresh = {k: v for k, v in shared.items() if k not in held}
+        if fresh:
+            for f in client.get(fresh, list(fresh), sync=False):
+                held[f.key] = f
+        for k in shared:
+            del dsk[k]
+        batch = client.get(dsk, keys, sync=False)
+        for f, idx in zip(batch, todo, strict=True):
+            where[f.key] = idx
+            futures.add(f)
+        submitted.extend(batch)
+        return len(batch)
+
+    try:
+        for todo in pending:  # the first region, then one more whenever there is room
+            in_flight += submit(todo)
+            if in_flight >= max_in_flight:
+                break
+        for future in futures:
+            in_flight -= 1
+            if future.status == "error":
+                idx = where[future.key]
+                bounds = [(int(e[i]), int(e[i + 1])) for e, i in zip(edges, idx, strict=True)]
+                err = future.exception()
+                client.cancel(submitted)
+                raise ChunkFailedError(
+                    f"chunk {idx} (rows {bounds[-2][0]}:{bounds[-2][1]}, columns "
+                    f"{bounds[-1][0]}:{bounds[-1][1]}) failed: {err!r}. The "
+                    f"{finished + n_done} finished chunks are kept in {partial}; fix the cause "
+                    "and rerun with --resume"
+                ) from err
+            finished += 1
+            bar.update(int(future.result().sum()))
+            del where[future.key]
+            while in_flight < max_in_flight:
+                todo = next(pending, [])
+                if not todo:
+                    break
+                in_flight += submit(todo)
+            submitted = [f for f in submitted if f.key in where]
+    finally:
+        held.clear()
 
 
 def _key(idx: tuple[int, ...]) -> str:
@@ -289,46 +398,62 @@ def _key(idx: tuple[int, ...]) -> str:
 
 
 def write_graph(
-    data: da.Array, store: Path, name: str, done_dir: Path, todo: list[tuple[int, ...]]
-) -> tuple[Any, list[tuple[Any, ...]]]:
-    """One graph that writes every chunk of ``data`` to its region of ``store``, and the keys
-    of the chunks in ``todo``.
+    data: da.Array, store: Path, name: str, done_dir: Path, nodata: float | None = None
+) -> da.Array:
+    """A lazy array whose block ``idx`` writes block ``idx`` of ``data`` to its region of
+    ``store`` (and returns its pixel count); cull it to the chunks to write.
 
-    One graph for the whole job, not one per chunk (``data.blocks[i]`` each optimised on its
-    own): per-chunk graphs fused the model package's bytes into every chunk's task, so each
-    task carried its own copy of the weights to the worker, which kept them until the job
-    ended (7.6 MB per chunk for the demo model: the worker's memory grew with every chunk).
+    One graph for the whole job, culled per region, not one graph per chunk
+    (``data.blocks[i]`` each optimised on its own): per-chunk graphs fused the model package's
+    bytes into every chunk's task, so each task carried its own copy of the weights to the
+    worker, which kept them until the job ended (7.6 MB per chunk for the demo model).
     """
-    written = da.map_blocks(
+    return da.map_blocks(
         _write_block,
         data,
         str(store),
         name,
         str(done_dir),
+        None if nodata is None else float(nodata),
         chunks=tuple((1,) * len(c) for c in data.chunks),
         dtype=np.int64,
         # a fresh name per attempt: a resumed job must not reuse the keys of a failed
         # attempt, whose cancellation may still be on its way to the scheduler
         name=f"xlandcover-write-{data.name}-{uuid.uuid4().hex[:12]}",
     )
-    return written.__dask_graph__(), [(written.name, *idx) for idx in todo]
 
 
 def _write_block(
-    block: np.ndarray, store: str, name: str, done_dir: str, block_info: Any = None
+    block: np.ndarray,
+    store: str,
+    name: str,
+    done_dir: str,
+    nodata: float | None = None,
+    block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     import zarr
 
-    info = block_info[0]
-    region = tuple(slice(int(a), int(b)) for a, b in info["array-location"])
+    # block_id, not block_info: map_blocks builds block_info for every chunk on the client
+    # (hundreds of MB for 10^5 chunks). Dask's chunks are the store's (regular but the last),
+    # so block ``idx`` is Zarr chunk ``idx``.
+    assert block_id is not None
     array = zarr.open_group(store, mode="r+", zarr_format=3)[name]
     assert isinstance(array, zarr.Array)
+    region = tuple(
+        slice(i * c, i * c + n) for i, c, n in zip(block_id, array.chunks, block.shape, strict=True)
+    )
+    assert all(n <= c for n, c in zip(block.shape, array.chunks, strict=True)), region
     # every chunk gets a file, even one equal to the fill value: its presence is checked
     array.with_config({"write_empty_chunks": True})[region] = block
     coords = tuple(s.start // c for s, c in zip(region, array.chunks, strict=True))
     chunk = Path(store, name, array.metadata.encode_chunk_key(coords))
     fsync_file(chunk)  # the data is on disk before its record exists
     fsync_dir(chunk.parent)
-    record = Path(done_dir, _key(info["chunk-location"]))
-    record.touch()
+    record = Path(done_dir, _key(block_id))
+    first = block[0] if block.ndim == 3 else block
+    if nodata is None:
+        valid = True
+    else:
+        valid = bool((~np.isnan(first) if np.isnan(nodata) else first != nodata).any())
+    record.write_bytes(b"1" if valid else b"0")  # whether the chunk holds a valid pixel
     return np.full((1,) * block.ndim, block.size, dtype=np.int64)

@@ -99,6 +99,26 @@ def _zarr_dataset(labels: xr.DataArray) -> tuple[xr.Dataset, str, float | None]:
     return ds, name, nodata
 
 
+def _create_metadata(ds: xr.Dataset, path: Path) -> None:
+    """Write the store's metadata and coordinates only, as :func:`_create_store` would, in a
+    time that does not grow with the number of chunks: each data variable is replaced by an
+    unread one-chunk placeholder with the variable's chunks as its Zarr encoding (with the
+    real Dask data, ``to_zarr(compute=False)`` builds and optimises the graph of every chunk's
+    write: 25 s and 0.5 GB on the client for 10 000 chunks)."""
+    template = ds.copy()
+    encoding: dict[str, dict[str, Any]] = {}
+    for v in ds.data_vars:
+        var = ds[v]
+        chunks = var.data.chunks if isinstance(var.data, da.Array) else None
+        template[v] = var.copy(data=da.empty(var.shape, dtype=var.dtype, chunks=var.shape))
+        encoding[str(v)] = {"fill_value": None}
+        if chunks is not None:
+            encoding[str(v)]["chunks"] = tuple(int(c[0]) for c in chunks)
+    template.to_zarr(
+        path, mode="w-", zarr_format=3, consolidated=False, compute=False, encoding=encoding
+    )
+
+
 def _create_store(ds: xr.Dataset, name: str, path: Path) -> Any:
     """Write the store's metadata and coordinates now; returns the Delayed data write."""
     return ds.to_zarr(

@@ -42,6 +42,8 @@ from ..model._runtime import (
     resolve_precision,
     size_multiple,
 )
+from ._aoi import AreaOfInterest, area_in_image_crs, chunks_meeting, inside_mask
+from ._graph import cullable_overlap, fill_outside
 from ._halo import fit_chunks
 from ._uncertainty import Dtype, Layer, layers_from_probabilities, resolve_output
 from ._windows import AxisGrid, axis_grid, nearest_valid_window
@@ -82,6 +84,8 @@ class _Plan:
     input_range: tuple[tuple[float, float], ...] | None = None
     temperature: float = 1.0
     precision: Precision = "auto"
+    #: the image's affine transform (6 coefficients) when there is an area of interest
+    transform: tuple[float, ...] | None = None
 
 
 @overload
@@ -101,6 +105,7 @@ def predict(
     temperature: float | None = None,
     match_bands: MatchBands = "name",
     precision: Precision = "auto",
+    aoi: AreaOfInterest | None = None,
 ) -> xr.DataArray: ...
 
 
@@ -121,6 +126,7 @@ def predict(
     temperature: float | None = None,
     match_bands: MatchBands = "name",
     precision: Precision = "auto",
+    aoi: AreaOfInterest | None = None,
 ) -> xr.Dataset: ...
 
 
@@ -140,6 +146,7 @@ def predict(
     temperature: float | None = None,
     match_bands: MatchBands = "name",
     precision: Precision = "auto",
+    aoi: AreaOfInterest | None = None,
 ) -> xr.DataArray | xr.Dataset:
     """Classify every pixel of ``image`` with ``model``, lazily.
 
@@ -199,6 +206,15 @@ def predict(
         near-tie labels; measured on the embedded scenes against fp32, fp16 changes 0.03-0.04 %
         of them and ``"bf16"`` 0.27-0.31 % (see the prediction guide). A chunk whose fp16 logits
         overflow is run again in fp32. ``"fp32"`` gives the reference result.
+    aoi
+        Area of interest: a shapely geometry (in the image's CRS), a GeoDataFrame or
+        GeoSeries, or the path of a vector file (GeoPackage, GeoJSON, Shapefile, ...; any CRS,
+        reprojected to the image's). Chunks whose footprint misses it are never read or run;
+        pixels whose centre lies outside it are nodata (255 labels, NaN probabilities). Pixels
+        inside get exactly the prediction without an area: windows touching the area still
+        see their real neighbours. Errors: :class:`~xlandcover.errors.AreaOfInterestError`
+        (empty, invalid, no area), :class:`~xlandcover.errors.AreaOutsideRasterError`,
+        :class:`~xlandcover.errors.MissingCRSError` (a file without a CRS).
 
     Warns
     -----
@@ -228,7 +244,7 @@ def predict(
         probs = predict(image, package, window=window, overlap=overlap, batch_size=batch_size,
                         output="probabilities", device=device, tta=tta, chunks=chunks,
                         allow_rechunk=allow_rechunk, temperature=temperature,
-                        match_bands=match_bands, precision=precision)  # fmt: skip
+                        match_bands=match_bands, precision=precision, aoi=aoi)  # fmt: skip
         return layers_from_probabilities(probs, layers, dtype=dtype)
     core: Output = "labels" if output == "labels" else "probabilities"
     temp = meta.temperature if temperature is None else float(temperature)
@@ -236,6 +252,7 @@ def predict(
         raise PredictSettingsError(f"temperature must be > 0, not {temperature}")
     check_precision(precision)
     image = _check_image(image, meta, match_bands)
+    area = None if aoi is None else area_in_image_crs(aoi, image)
     dev = resolve_device(device)
     mult = size_multiple(package)  # without building the model: that happens on the workers
     win, ovl = _window(meta, mult, window, overlap)
@@ -267,6 +284,7 @@ def predict(
         )
 
     row_chunks, col_chunks = data.chunks[1], data.chunks[2]
+    transform = image.rio.transform()
     plan = _Plan(
         rows=rows,
         cols=cols,
@@ -288,6 +306,7 @@ def predict(
         bands=meta.bands,
         input_range=meta.input_range if isinstance(image.data, da.Array) else None,
         precision=precision,
+        transform=tuple(transform)[:6] if area is not None else None,
     )
     blob = dask.delayed(package.blob, name=f"xlandcover-model-{package.sha256[:16]}", pure=True)
     n_classes = len(meta.classes)
@@ -296,6 +315,10 @@ def predict(
         extra = {"drop_axis": 0, "chunks": (row_chunks, col_chunks), "dtype": np.uint8}
     else:
         extra = {"chunks": ((n_classes,), row_chunks, col_chunks), "dtype": np.float32}
+    if area is not None:  # one graph key, like the model: not a copy per task
+        from dask.base import tokenize
+
+        extra["area"] = dask.delayed(area, name=f"xlandcover-aoi-{tokenize(area.wkb)}", pure=True)
     result = da.map_overlap(
         _predict_block,
         data,
@@ -309,6 +332,10 @@ def predict(
         meta=np.empty((0,) * (2 if core == "labels" else 3), dtype=extra["dtype"]),
         **extra,
     )
+    result = cullable_overlap(result)  # a region of the job culls without the whole graph
+    if area is not None:
+        inside = chunks_meeting(area, transform, row_chunks, col_chunks)
+        result = fill_outside(result, inside, NODATA_LABEL if core == "labels" else np.nan)
     return _wrap(result, image, meta, core)
 
 
@@ -474,11 +501,18 @@ def _as_dask(image: xr.DataArray, chunks: int | Literal["auto"] | None, window: 
 
 
 def _predict_block(
-    block: np.ndarray, *, blob: bytes, plan: _Plan, block_info: dict[Any, Any] | None = None
+    block: np.ndarray,
+    *,
+    blob: bytes,
+    plan: _Plan,
+    area: Any = None,
+    block_id: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Predict one chunk's interior from its halo-padded block (see the module docstring)."""
-    assert block_info is not None
-    _, iy, ix = block_info[0]["chunk-location"]
+    # the block's position from block_id: block_info would make map_blocks build a dict of
+    # every chunk's info on the client (hundreds of MB for 10^5 chunks)
+    assert block_id is not None
+    iy, ix = block_id[-2:]
     y0, y1, lead_y = _interior(plan.row_chunks, iy, plan.row_halo)
     x0, x1, lead_x = _interior(plan.col_chunks, ix, plan.col_halo)
     ey0, ex0 = y0 - lead_y, x0 - lead_x  # global position of the block's first pixel
@@ -486,14 +520,24 @@ def _predict_block(
         warn_if_out_of_range(block, plan.nodata, plan.bands, plan.input_range, plan.sha256)
     valid = valid_mask(block, plan.nodata)
     wy, wx = plan.rows.window, plan.cols.window
+    # pixels that get a prediction: valid, and inside the area of interest if there is one
+    wanted = valid[lead_y : lead_y + y1 - y0, lead_x : lead_x + x1 - x0]
+    inside = None
+    if area is not None:
+        from affine import Affine
+
+        assert plan.transform is not None
+        inside = inside_mask(area, Affine(*plan.transform), (y0, y1, x0, x1),
+                             (plan.rows.length, plan.cols.length))  # fmt: skip
+        wanted = wanted & inside
     # Windows touching the interior, in the scene's global order, skipping those whose part in
-    # the interior has no valid pixel (they could only contribute to nodata pixels).
+    # the interior has no wanted pixel (they could only contribute to nodata pixels).
     starts = [
         (int(sy), int(sx))
         for sy in plan.rows.touching(y0, y1)
         for sx in plan.cols.touching(x0, x1)
-        if valid[
-            max(sy, y0) - ey0 : min(sy + wy, y1) - ey0, max(sx, x0) - ex0 : min(sx + wx, x1) - ex0
+        if wanted[
+            max(sy, y0) - y0 : min(sy + wy, y1) - y0, max(sx, x0) - x0 : min(sx + wx, x1) - x0
         ].any()
     ]
     n_classes = len(plan.class_ids)
@@ -523,6 +567,8 @@ def _predict_block(
         precision=precision,
         out=out,
     )
+    if inside is not None:
+        out[..., ~inside] = NODATA_LABEL if plan.output == "labels" else np.nan
     return out
 
 

@@ -51,6 +51,7 @@ import xarray as xr
 from ..errors import MinimumMappingUnitError, RasterInputError
 from ..io._labels import as_label_raster
 from ..model._package import NODATA_LABEL
+from ._graph import cullable_overlap
 from ._halo import fit_chunks
 
 Connectivity = Literal[4, 8]
@@ -215,19 +216,21 @@ def _sieve_dask(data: da.Array, min_size: int, connectivity: int, nodata: int | 
     an axis in one chunk needs none), trimmed back to the chunk."""
     halo = sieve_halo(min_size)
     depth = {axis: halo if len(data.chunks[axis]) > 1 else 0 for axis in (0, 1)}
-    return da.map_overlap(
-        sieve_array,
-        data,
-        depth=depth,
-        boundary="none",
-        trim=True,
-        allow_rechunk=False,
-        min_size=min_size,
-        connectivity=connectivity,
-        nodata=nodata,
-        dtype=data.dtype,
-        meta=np.empty((0, 0), dtype=data.dtype),
-        token="xlandcover-sieve",
+    return cullable_overlap(  # a region of a job culls without the whole graph
+        da.map_overlap(
+            sieve_array,
+            data,
+            depth=depth,
+            boundary="none",
+            trim=True,
+            allow_rechunk=False,
+            min_size=min_size,
+            connectivity=connectivity,
+            nodata=nodata,
+            dtype=data.dtype,
+            meta=np.empty((0, 0), dtype=data.dtype),
+            token="xlandcover-sieve",
+        )
     )
 
 
