@@ -26,6 +26,7 @@ import rasterio
 from rasterio.windows import from_bounds
 
 import xlandcover as xlc
+from xlandcover.model import with_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data" / "zion-landsat8-nlcd"
@@ -78,8 +79,7 @@ def main() -> None:
         report = xlc.evaluate(crop_img, crop_lab, result.model)
         print(report)
         model = result.model
-        meta = model.metadata
-        extra = dict(meta.extra)
+        extra = dict(model.metadata.extra)
         extra["metrics_demo_crop"] = {
             **report.summary(),
             "forest_val_miou": None if result.forest_report is None else result.forest_report.miou,
@@ -94,21 +94,11 @@ def main() -> None:
             "minutes": args.minutes,
             "seed": args.seed,
         }
-        xlc.save_model(
-            model.build_module("cpu"),
+        with_metadata(
+            model,
             args.out,
-            bands=meta.bands,
-            classes=meta.classes,
-            normalization={"mean": list(meta.mean), "std": list(meta.std)},
-            window=meta.window,
-            overlap=meta.overlap,
-            nodata=meta.nodata,
-            architecture=meta.architecture,
-            arch_kwargs=meta.arch_kwargs,
             description="Zion demo: U-Net (xlandcover recipe) on Landsat 8 + NLCD 2011",
             extra=extra,
-            temperature=meta.temperature,
-            input_range=meta.input_range,
             overwrite=True,
         )
     print(f"mIoU on the held-out demo crop {report.miou:.3f} -> {args.out}")

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import xlandcover as xlc
+from xlandcover.model import with_metadata
 from xlandcover.training import load_config, random_forest_baseline
 
 
@@ -44,8 +45,7 @@ def main() -> None:
             "eval_stride": args.eval_stride,
             "train_pixels": base.n_train_pixels,
         }
-    meta = package.metadata
-    extra = dict(meta.extra)
+    extra = dict(package.metadata.extra)
     extra["provenance"] = {
         "config": str(args.config),
         "data": cfg.raw["data"],
@@ -53,21 +53,7 @@ def main() -> None:
         "trained_by": f"xlandcover train {args.config}",
     }
     extra["test_scores"] = scores
-    xlc.save_model(
-        package.build_module("cpu"),
-        args.out,
-        bands=meta.bands,
-        classes=meta.classes,
-        normalization={"mean": list(meta.mean), "std": list(meta.std)},
-        window=meta.window,
-        overlap=meta.overlap,
-        nodata=meta.nodata,
-        architecture=meta.architecture,
-        arch_kwargs=meta.arch_kwargs,
-        description=args.description,
-        extra=extra,
-        overwrite=True,
-    )
+    with_metadata(package, args.out, description=args.description, extra=extra, overwrite=True)
     print(json.dumps(scores, indent=1))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
 

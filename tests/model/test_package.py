@@ -205,3 +205,27 @@ def test_packages_written_by_earlier_versions_still_load():
             pkg = xlc.load_model(path)
         assert pkg.metadata.format_version == 1 and pkg.metadata.encoder
         assert pkg.build_module().training is False
+
+
+def test_with_metadata_replaces_fields_and_keeps_weights_calibration_and_range(tmp_path):
+    from xlandcover.model import with_metadata, with_temperature
+
+    net = tiny_net(3, 2)
+    pkg = xlc.save_model(
+        net, tmp_path / "a.xlc", bands=["red", "green", "blue"],
+        classes=[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}], input_range=[[0, 255]] * 3,
+    )  # fmt: skip
+    hot = with_temperature(pkg, 2.5, ece_before=0.1)
+    out = with_metadata(
+        hot, tmp_path / "b.xlc", description="relabelled", extra={**hot.metadata.extra, "k": 1}
+    )
+    again = xlc.load_model(tmp_path / "b.xlc")
+    assert again.metadata.description == "relabelled" and again.metadata.extra["k"] == 1
+    assert (
+        again.metadata.temperature == 2.5 and again.metadata.input_range == pkg.metadata.input_range
+    )
+    assert again.size_multiple == pkg.size_multiple and out.sha256 == again.sha256
+    a, b = pkg.build_module("cpu").state_dict(), again.build_module("cpu").state_dict()
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)  # weights unchanged
+    with pytest.raises(OutputExistsError):
+        with_metadata(hot, tmp_path / "b.xlc", description="again")

@@ -18,6 +18,7 @@ from ._package import (
     package_model,
     register_architecture,
     save_model,
+    with_metadata,
     with_temperature,
 )
 from ._runtime import clear_cache, resolve_device
@@ -45,5 +46,6 @@ __all__ = [
     "resolve_device",
     "resolve_indices",
     "save_model",
+    "with_metadata",
     "with_temperature",
 ]

@@ -621,13 +621,25 @@ def with_temperature(
     """A copy of ``package`` whose predictions use softmax ``temperature``; the weights are
     unchanged. Extra keyword arguments (e.g. ``ece_before=0.08``) are recorded beside it in
     ``extra["calibration"]``. Written to ``path`` when given."""
+    extra = _with_calibration(dict(package.metadata.extra), temperature)
+    extra["calibration"].update(calibration)
+    return with_metadata(package, path, overwrite=overwrite, extra=extra)
+
+
+def with_metadata(
+    package: ModelPackage,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    overwrite: bool = False,
+    **changes: Any,
+) -> ModelPackage:
+    """A copy of ``package`` with metadata fields replaced (``description=``, ``extra=``,
+    ...); the weights, the temperature, the input range and the size multiple are kept unless
+    changed. Written to ``path`` when given."""
     from safetensors.numpy import load as load_tensors
     from safetensors.numpy import save as save_tensors
 
-    meta = package.metadata
-    extra = _with_calibration(dict(meta.extra), temperature)
-    extra["calibration"].update(calibration)
-    new_meta = PackageMetadata(**{**_fields(meta), "extra": extra})
+    new_meta = PackageMetadata(**{**_fields(package.metadata), **changes})
     state = load_tensors(package.blob)
     header = {_META_KEY: new_meta.to_json(), "weights_sha256": _weights_digest(state)}
     if package.size_multiple is not None:
