@@ -10,7 +10,7 @@ from xlandcover.model import _runtime as runtime
 from xlandcover.model._package import NODATA_LABEL
 
 from .conftest import make_image
-from .prediction.test_predict import assert_same_prediction
+from .prediction.test_predict import assert_batch_size_does_not_matter
 
 pytestmark = pytest.mark.cuda
 
@@ -42,17 +42,7 @@ def test_cuda_engine_agrees_with_cpu(tiny_package):
 @pytest.mark.parametrize("tta", [False, "d4"])
 def test_batch_size_does_not_change_the_prediction_on_cuda(tiny_package, tta):
     img = make_image(420, 400, seed=7)
-    ids = tiny_package.metadata.class_ids
-    kw = {"tta": tta, "device": "cuda"}
-    runs = {
-        b: (
-            xlc.predict(img, tiny_package, output="probabilities", batch_size=b, **kw).values,
-            xlc.predict(img, tiny_package, batch_size=b, **kw).values,
-        )
-        for b in (1, 3, 64)
-    }
-    for b in (3, 64):
-        assert_same_prediction(runs[1][0], runs[b][0], runs[1][1], runs[b][1], ids)
+    assert_batch_size_does_not_matter(img, tiny_package, tta=tta, device="cuda")
 
 
 def test_chunking_does_not_change_the_prediction_on_cuda(tiny_package):

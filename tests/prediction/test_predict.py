@@ -81,6 +81,20 @@ def reference_layers(probs: np.ndarray) -> dict[str, np.ndarray]:
     return {k: np.rint(254 * np.clip(v, 0, 1)).astype(int) for k, v in values.items()}
 
 
+def assert_batch_size_does_not_matter(img, package, **kw):
+    """Probabilities and labels at batches of 1, 3 and 64 windows agree (``**kw`` to predict)."""
+    ids = package.metadata.class_ids
+    runs = {
+        b: (
+            xlc.predict(img, package, output="probabilities", batch_size=b, **kw).values,
+            xlc.predict(img, package, batch_size=b, **kw).values,
+        )
+        for b in (1, 3, 64)
+    }
+    for b in (3, 64):
+        assert_same_prediction(runs[1][0], runs[b][0], runs[1][1], runs[b][1], ids)
+
+
 def assert_same_prediction(probs_a, probs_b, labels_a, labels_b, ids, atol=1e-5):
     np.testing.assert_allclose(probs_a, probs_b, atol=atol, rtol=0)
     top2 = np.sort(probs_a, axis=0)[-2:]
@@ -148,16 +162,7 @@ def test_batch_size_does_not_change_the_prediction(tiny_package, chunked):
     kw: dict = {}
     if chunked:
         img, kw = img.chunk({"y": 210, "x": 200}), {"chunks": None}
-    ids = tiny_package.metadata.class_ids
-    runs = {
-        b: (
-            xlc.predict(img, tiny_package, output="probabilities", batch_size=b, **kw).values,
-            xlc.predict(img, tiny_package, batch_size=b, **kw).values,
-        )
-        for b in (1, 3, 64)
-    }
-    for b in (3, 64):
-        assert_same_prediction(runs[1][0], runs[b][0], runs[1][1], runs[b][1], ids)
+    assert_batch_size_does_not_matter(img, tiny_package, **kw)
 
 
 def test_numpy_and_dask_inputs_agree(tiny_package):
