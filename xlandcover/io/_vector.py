@@ -329,22 +329,27 @@ def _burn(
 
 
 def _in_image_crs(table: gpd.GeoDataFrame, like: xr.DataArray, what: str) -> np.ndarray:
-    image_crs = like.rio.crs
-    if table.crs is None and image_crs is not None:
+    check_vector_crs(table.crs, like.rio.crs, what)
+    if table.crs is not None and table.crs != like.rio.crs:
+        table = table.to_crs(like.rio.crs)
+    return np.asarray(table.geometry.values, dtype=object)
+
+
+def check_vector_crs(vector_crs: Any, image_crs: Any, what: str) -> None:
+    """Refuse geometries that cannot be placed on an image: one side has a CRS, the other
+    none (``what`` names the geometries in the message)."""
+    if vector_crs is None and image_crs is not None:
         raise MissingCRSError(
             f"{what} has no CRS, so its coordinates cannot be placed on the image (in "
             f"{image_crs.to_string()}). Set the CRS the coordinates are in: "
             "`gdf.set_crs('EPSG:XXXX')` (or in QGIS: Layer > Assign Projection) and save again"
         )
-    if table.crs is not None and image_crs is None:
+    if vector_crs is not None and image_crs is None:
         raise MissingCRSError(
-            f"the image has no CRS (a pixel grid) but {what} is in {table.crs.to_string()}; "
+            f"the image has no CRS (a pixel grid) but {what} is in {vector_crs.to_string()}; "
             "georeference the image, or give the geometries in the image's pixel coordinates "
             "without a CRS"
         )
-    if table.crs is not None and table.crs != image_crs:
-        table = table.to_crs(image_crs)
-    return np.asarray(table.geometry.values, dtype=object)
 
 
 def _check_types(geoms: np.ndarray, what: str) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from ..errors import AreaOfInterestError, AreaOutsideRasterError, MissingCRSError
+from ..errors import AreaOfInterestError, AreaOutsideRasterError
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -135,18 +135,10 @@ def _geometry(aoi: AreaOfInterest, image: xr.DataArray) -> tuple[Any, str]:
                 f"a vector file, not {type(aoi).__name__}"
             )
         table, what = aoi, f"a {type(aoi).__name__}"
+    from ..io._vector import check_vector_crs
+
     image_crs = image.rio.crs
-    if table.crs is None and image_crs is not None:
-        raise MissingCRSError(
-            f"the area of interest ({what}) has no CRS, so it cannot be placed on the raster "
-            f"(in {image_crs.to_string()}). Set the CRS its coordinates are in "
-            "(`gdf.set_crs('EPSG:XXXX')`; QGIS: Layer > Assign Projection) and save it again"
-        )
-    if table.crs is not None and image_crs is None:
-        raise MissingCRSError(
-            f"the raster has no CRS (a pixel grid) but the area of interest ({what}) is in "
-            f"{table.crs.to_string()}; give the area in pixel coordinates without a CRS"
-        )
+    check_vector_crs(table.crs, image_crs, f"the area of interest ({what})")
     geoms = table.geometry if hasattr(table, "geometry") else table
     geoms = geoms[~(geoms.isna() | geoms.is_empty)]
     if len(geoms) == 0:
