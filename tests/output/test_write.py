@@ -16,26 +16,13 @@ from xlandcover.errors import AllNodataError, OutputExistsError
 from xlandcover.output._write import _settled_threads
 
 from ..conftest import make_image
-
-IDS, NAMES = [1, 2, 5, 7], ["water", "forest", "built", "bare"]
-COLORS = ["#1f78b4", "#33a02c", "#e31a1c", "#b3aea3"]
+from ..reliability.helpers import COLORS, IDS, NAMES
+from ..reliability.helpers import labels as blocky_labels
 
 
 def synthetic_labels(height: int, width: int, chunk: int = 512) -> xr.DataArray:
     """Blocky labels with a nodata corner, Dask-backed, as predict returns them."""
-    img = make_image(height, width)
-    yy, xx = np.mgrid[:height, :width]
-    values = np.asarray(IDS, np.uint8)[((yy // 37) * 3 + (xx // 53)) % 4]
-    values[: height // 10, : width // 10] = 255
-    labels = xr.DataArray(
-        da.from_array(values, chunks=chunk),
-        dims=("y", "x"),
-        coords={"y": img.y, "x": img.x},
-        attrs={"class_ids": IDS, "class_names": NAMES, "class_colors": COLORS},
-        name="landcover",
-    )
-    labels = labels.rio.write_crs(img.rio.crs).rio.write_transform(img.rio.transform())
-    return labels.rio.write_nodata(255, encoded=False)
+    return blocky_labels(height, width, chunk=chunk)
 
 
 def test_zarr_round_trip_keeps_values_crs_and_classes(tmp_path):
