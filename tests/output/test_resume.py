@@ -228,11 +228,17 @@ def test_a_job_stopped_in_a_region_resumes_the_others(tmp_path, tiny_package, ca
         assert 4 <= len(kept) < 32
         assert not kept & {f"{i}-{j}" for i in range(4, 8) for j in range(8)}
         flag.unlink()
+        # a chunk write cut short by a kill leaves Zarr's temporary file beside its key
+        torn = tmp_path / ".out.zarr.partial" / "store.zarr" / "landcover" / "c" / "7"
+        torn.mkdir(parents=True, exist_ok=True)
+        (torn / "7.0123456789abcdef0123456789abcdef.partial").write_bytes(b"")
         caplog.set_level(logging.INFO, logger="xlandcover")
         write_zarr_resumable(labels, out, client=client, resume=True, progress=False)
         assert f"{64 - len(kept)} of 64 chunks to compute ({len(kept)} done before)" in caplog.text
+        assert "removed 1 chunk writes cut short" in caplog.text
     np.testing.assert_array_equal(_read(out), xlc.predict(img, tiny_package).values)
     assert not (tmp_path / ".out.zarr.partial").exists()
+    assert not list(out.rglob("*.partial"))  # nothing torn is published
 
 
 def test_all_nodata_is_found_from_the_records_without_reading_the_store(

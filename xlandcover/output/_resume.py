@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -231,6 +232,7 @@ def _compute(
     """Compute and write the chunks without a record (or whose recorded data is missing),
     region by region with at most ``max_in_flight`` chunks submitted and unfinished."""
     done_dir = partial / "done"
+    _sweep_torn_writes(partial / "store.zarr")
     done = {p.name for p in done_dir.iterdir()}
     lost = _missing(partial / "store.zarr", name, done)
     for key in lost:
@@ -266,6 +268,20 @@ def _compute(
         bar.close()
     if n_todo:
         log.info("%d chunks, %s", n_todo, bar.rate())
+
+
+_TORN = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+def _sweep_torn_writes(store: Path) -> None:
+    """Delete the temporary files of chunk writes a kill cut short: Zarr's local store writes
+    each chunk to ``KEY.<uuid hex>.partial`` and renames it onto ``KEY``, so a job killed while
+    a chunk was in flight leaves one behind, which would otherwise be published with the store."""
+    torn = [f for f in store.rglob("*.partial") if f.is_file() and _TORN.search(f.name)]
+    for f in torn:
+        f.unlink()
+    if torn:
+        log.info("removed %d chunk writes cut short by the interruption", len(torn))
 
 
 def _regions(numblocks: tuple[int, ...], size: int) -> Iterator[list[tuple[int, ...]]]:
