@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._compat import warn_deprecated
 from ._deps import missing_dependency
@@ -335,20 +335,7 @@ def _predict(args: argparse.Namespace) -> int:
         scheduler_address(args.scheduler)  # a mistyped address fails before any work
     model = load_model(args.model)
     if args.stac:
-        from .stac._load import load_stac
-
-        img = load_stac(
-            args.stac,
-            preset=args.preset,
-            bbox=[float(v) for v in args.bbox.split(",")] if args.bbox else None,
-            datetime=args.datetime,
-            max_cloud=args.max_cloud,
-            resolution=args.resolution,
-            crs=args.crs,
-            model=model,
-            chunks=read,
-        )
-        log.info("STAC: %d items -> %s", len(img.attrs["stac_items"]), img.attrs["composite"])
+        img = _load_stac(args, model, read)
     else:
         bands = args.bands.split(",") if args.bands else None
         img = open_raster(args.source, chunks=read, bands=bands, pixel_grid=args.pixel_grid)
@@ -413,6 +400,39 @@ def _predict(args: argparse.Namespace) -> int:
         _run(partial(to_cog, labels, args.cog, overwrite=args.overwrite, job=job), labels)
         log.info("Wrote %s", args.cog)
     return 0
+
+
+def _load_stac(args: argparse.Namespace, model: Any, read: int) -> xr.DataArray:
+    """The STAC imagery of ``predict --stac``: searched per region of the job's regions (on
+    the workers, as they are computed) when the grid is known without items (the preset or
+    ``--resolution`` gives the pixel size), else with one search now."""
+    from .output._resume import REGION_CHUNKS
+    from .prediction._predict import AUTO_CHUNK_WINDOWS
+    from .stac import get_preset
+    from .stac._load import load_stac
+
+    per_region = args.resolution is not None or get_preset(args.preset).resolution is not None
+    if per_region and args.chunks == "auto":  # the job's chunks, so regions are the writer's
+        read = AUTO_CHUNK_WINDOWS * (args.window or model.metadata.window)
+    img = load_stac(
+        args.stac,
+        preset=args.preset,
+        bbox=[float(v) for v in args.bbox.split(",")] if args.bbox else None,
+        datetime=args.datetime,
+        max_cloud=args.max_cloud,
+        resolution=args.resolution,
+        crs=args.crs,
+        model=model,
+        chunks=read,
+        search_region=REGION_CHUNKS if per_region else None,
+    )
+    if per_region:
+        log.info("STAC: searched per region of %d x %d chunks -> %s", REGION_CHUNKS,
+                 REGION_CHUNKS, img.attrs["composite"])  # fmt: skip
+    else:
+        log.info("STAC: %d items -> %s (one search: give --resolution to search per region)",
+                 len(img.attrs["stac_items"]), img.attrs["composite"])  # fmt: skip
+    return img
 
 
 def _dry_run(labels: xr.DataArray, model: object, args: argparse.Namespace) -> None:

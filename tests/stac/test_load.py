@@ -11,6 +11,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import rasterio
+import xarray as xr
 
 import xlandcover as xlc
 from xlandcover.errors import (
@@ -481,3 +482,82 @@ def test_query_is_passed_through_to_the_search(server, monkeypatch):
         "args": [{"property": "eo:cloud_cover"}, 60],
     }
     assert seen[0]["collections"] == ["sentinel-2-l2a"]
+
+
+# --- searched region by region (continental jobs) ------------------------------------------
+
+NAIP_BBOX = (-73.1915, 44.0018, -73.1895, 44.0026)  # both years' NW and NE quads
+NAIP_GRID = {"preset": "naip", "bbox": NAIP_BBOX, "crs": "EPSG:26918", "resolution": 0.6}
+
+
+def _spy_searches(monkeypatch) -> list[list[str]]:
+    from xlandcover.stac import _regions
+
+    seen: list[list[str]] = []
+    real = _regions.search_items
+
+    def spy(*args, **kwargs):
+        try:
+            items = real(*args, **kwargs)
+        except NoItemsError:
+            seen.append([])
+            raise
+        seen.append(sorted(i["id"] for i in items))
+        return items
+
+    monkeypatch.setattr(_regions, "search_items", spy)
+    return seen
+
+
+def test_a_search_per_region_gives_the_pixels_of_one_search(pc_server, monkeypatch):
+    searches = _spy_searches(monkeypatch)
+    whole = xlc.load_stac(pc_server, chunks=32, **NAIP_GRID)
+    with raise_if_dask_computes():
+        regional = xlc.load_stac(pc_server, chunks=32, search_region=2, **NAIP_GRID)
+    assert searches == []  # nothing is searched before the pixels are asked for
+    again = xlc.load_stac(pc_server, chunks=32, search_region=2, **NAIP_GRID)
+    assert again.data.name == regional.data.name  # the same job, so --resume finds it
+    assert regional.rio.transform() == whole.rio.transform()
+    assert regional.shape == whole.shape and regional.data.chunksize == (4, 32, 32)
+    np.testing.assert_allclose(regional.x.values, whole.x.values, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(regional.y.values, whole.y.values, rtol=0, atol=1e-6)
+    got = regional.values
+    assert np.isfinite(got).all()  # the four quads cover the box
+    np.testing.assert_array_equal(got, whole.values)  # at region borders too
+    rows, cols = regional.data.numblocks[1:]
+    assert len(searches) == -(-rows // 2) * -(-cols // 2)  # one search per region
+    # the regions saw only their own items, and together every item of the whole search
+    assert min(len(s) for s in searches) < len(whole.attrs["stac_items"])
+    assert set().union(*searches) == set(whole.attrs["stac_items"])
+
+
+def test_a_job_searched_per_region_maps_as_one_search(pc_server, tiny_package, tmp_path,
+                                                      monkeypatch):  # fmt: skip
+    from distributed import Client
+
+    from xlandcover.output import _resume, write_zarr_resumable
+
+    monkeypatch.setattr(_resume, "REGION_CHUNKS", 2)  # write regions = search regions
+    searches = _spy_searches(monkeypatch)
+    grid = {**NAIP_GRID, "model": tiny_package, "chunks": 64}
+    want = xlc.predict(xlc.load_stac(pc_server, **grid), tiny_package, chunks=None).values
+    img = xlc.load_stac(pc_server, search_region=2, **grid)
+    labels = xlc.predict(img, tiny_package, chunks=None)
+    with Client(processes=False, n_workers=1, threads_per_worker=2) as client:
+        write_zarr_resumable(labels, tmp_path / "map.zarr", client=client, progress=False)
+    got = xr.open_zarr(tmp_path / "map.zarr", consolidated=False)["landcover"].values
+    assert (got != 255).mean() > 0.3
+    np.testing.assert_array_equal(got, want)  # windows across region borders see the same
+    rows, cols = img.data.numblocks[1:]
+    assert len(searches) == -(-rows // 2) * -(-cols // 2) > 1  # each region searched once
+
+
+def test_search_per_region_needs_what_fixes_the_grid(pc_server, catalog):
+    with pytest.raises(StacQueryError, match="pass resolution="):
+        xlc.load_stac(pc_server, preset="naip", bbox=NAIP_BBOX, search_region=2)
+    with pytest.raises(StacQueryError, match="give the API's URL"):
+        xlc.load_stac(catalog.collection("naip"), preset="naip", search_region=2)
+    with pytest.raises(StacQueryError, match="needs a composite"):
+        xlc.load_stac(pc_server, composite=None, search_region=2, **NAIP_GRID)
+    with pytest.raises(StacQueryError, match="chunks per side"):
+        xlc.load_stac(pc_server, search_region=0, **NAIP_GRID)

@@ -40,7 +40,9 @@ class TargetGrid:
         """The same grid as an odc-geo ``GeoBox`` (odc-stac's loader takes one)."""
         from odc.geo.geobox import GeoBox
 
-        return GeoBox.from_bbox(self.bounds, crs=f"EPSG:{self.epsg}", resolution=self.resolution)
+        # from the transform and shape, not re-snapped from the bounds: a window of the grid
+        # (``load_stac(search_region=...)``) has bounds a float rounding off whole pixels
+        return GeoBox(self.shape, self.transform, f"EPSG:{self.epsg}")
 
 
 def check_bbox(bbox: Sequence[float], *, allow_empty: bool = False) -> BBox:

@@ -26,6 +26,7 @@ from ._composite import COMPOSITES
 from ._composite import composite as _composite
 from ._grid import BBox, TargetGrid, check_bbox, geometry_bounds, snapped_bounds, target_epsg
 from ._presets import Band, StacPreset, get_preset
+from ._regions import RegionRead, regional_image
 from ._search import (
     ItemDict,
     Modifier,
@@ -80,6 +81,7 @@ def load_stac(
     resampling: str = "nearest",
     modifier: Modifier | str | None = None,
     timeout: float = 30.0,
+    search_region: int | None = None,
 ) -> xr.DataArray:
     """Lazy, model-ready imagery from a STAC API (or from STAC items).
 
@@ -126,6 +128,13 @@ def load_stac(
         string ``"planetary-computer"`` imports that (optional) package for you.
     timeout
         Seconds to wait for the STAC API.
+    search_region
+        Search the API per region of ``search_region x search_region`` chunks, on the workers
+        as the regions are computed, instead of once for the whole extent now (for
+        continental jobs: no task sees thousands of items). The pixels are those of one
+        whole-extent search. Needs a URL, an area, a composite and a resolution (given or the
+        preset's); the CRS default is the area centre's UTM zone (items are not consulted), and
+        ``max_items`` applies per region. The result has no ``stac_items`` attribute.
 
     Returns
     -------
@@ -159,7 +168,9 @@ def load_stac(
     names = _band_names(p, bands, model)
     wanted = [p.band(n) for n in names]
 
-    if isinstance(source, str) and source.startswith(("http://", "https://")):
+    use_mask = mask and p.mask is not None
+    is_url = isinstance(source, str) and source.startswith(("http://", "https://"))
+    if is_url:
         search = StacSearch(
             collections=tuple(collections or [p.collection]),
             bbox=area if bbox is not None else None,
@@ -170,21 +181,52 @@ def load_stac(
             filter=filter,
             max_items=max_items,
         )
+    if search_region is not None:
+        if (
+            isinstance(search_region, bool)
+            or not isinstance(search_region, int)
+            or search_region < 1
+        ):
+            raise StacQueryError(
+                f"search_region={search_region!r}: give the chunks per side of a region (e.g. 8)"
+            )
+        if not is_url:
+            raise StacQueryError(
+                "search_region= searches a STAC API region by region: give the API's URL "
+                "(items given directly are loaded with search_region=None)"
+            )
+        if how is None or area is None:
+            raise StacQueryError(
+                "search_region= needs a composite (not composite=None: the time steps differ "
+                "between regions) and an area (bbox= or an intersects= polygon) to fix the grid"
+            )
+        if resolution is None and p.resolution is None:
+            raise StacQueryError(
+                f"preset {p.name!r} has no default resolution and search_region= fixes the "
+                "grid before any item is seen; pass resolution="
+            )
+        epsg = target_epsg(crs, area, ())
+        res = float(resolution if resolution is not None else p.resolution)  # type: ignore[arg-type]
+        grid = TargetGrid(epsg, res, snapped_bounds(area, epsg, res), chunks)
+        spec = RegionRead(source, p, search, tuple(wanted), grid, how, resampling, use_mask,
+                          modifier, timeout, search_region)  # fmt: skip
+        log.info("STAC: searched per region of %d x %d chunks, %s, bands %s",
+                 search_region, search_region, grid, names)  # fmt: skip
+        values = _on_grid(regional_image(spec), grid).assign_coords(band=list(names))
+        return _finish(values, p, epsg, grid, how, attrs={"stac_search_region": search_region})
+    if is_url:
         items = search_items(source, p, search, modifier=modifier, timeout=timeout)
     else:
         items = within_cloud(as_item_dicts(_read_items(source)), p, max_cloud)
-    items = [with_epsg(i) for i in items]
-    items = _priority_order(items, p) if how is not None else _chronological(items)
-    use_mask = mask and p.mask is not None
-    renamed = [_select_assets(item, p, wanted, use_mask) for item in items]
+    items = prepared_items(items, p, wanted, how, use_mask)
 
     epsg = target_epsg(crs, area, (item_epsg(i) for i in items))
-    res = float(resolution) if resolution is not None else _native_resolution(p, renamed)
+    res = float(resolution) if resolution is not None else _native_resolution(p, items)
     if area is None:
         area = _union_bbox(items)
     grid = TargetGrid(epsg, res, snapped_bounds(area, epsg, res), chunks)
     log.info("STAC: %d items, %s, bands %s", len(items), grid, names)
-    values = _physical_values(renamed, p, wanted, grid, resampling, use_mask)
+    values = physical_values(items, p, wanted, grid, resampling, use_mask)
     values = values.assign_coords(band=list(names))
     if how is None:
         values = values.assign_coords(
@@ -194,18 +236,40 @@ def load_stac(
     else:
         out = _composite(values, how).transpose("band", "y", "x")
         out = out.chunk({"band": -1})
+    return _finish(out, p, epsg, grid, how, attrs={"stac_items": [str(i["id"]) for i in items]})
+
+
+def _finish(
+    out: xr.DataArray, p: StacPreset, epsg: int, grid: TargetGrid, how: str | None, attrs: dict
+) -> xr.DataArray:
+    """The CRS, transform, nodata, name and provenance attributes of ``load_stac``'s result."""
     out = out.rio.write_crs(epsg).rio.write_transform(grid.transform)
     out = out.rio.write_nodata(np.nan, encoded=False)
     out.name = "reflectance" if p.scale != 1 else "imagery"
-    out.attrs.update(
-        stac_preset=p.name,
-        stac_items=[str(i["id"]) for i in items],
-        composite=str(how),
-    )
+    out.attrs.update(stac_preset=p.name, **attrs, composite=str(how))
     return out
 
 
-def _physical_values(
+def _on_grid(data: Any, grid: TargetGrid) -> xr.DataArray:
+    """``(band, y, x)`` data with the pixel-centre coordinates of ``grid``."""
+    res, (left, _, _, top) = grid.resolution, grid.bounds
+    rows, cols = grid.shape
+    y = top - (np.arange(rows) + 0.5) * res
+    x = left + (np.arange(cols) + 0.5) * res
+    return xr.DataArray(data, dims=("band", "y", "x"), coords={"y": y, "x": x})
+
+
+def prepared_items(
+    items: list[ItemDict], p: StacPreset, wanted: list[Band], how: str | None, use_mask: bool
+) -> list[ItemDict]:
+    """Items as the stackers read them: ``proj:epsg`` set, in the composite's order
+    (chronological without one), assets renamed to the bands asked for."""
+    items = [with_epsg(i) for i in items]
+    items = _priority_order(items, p) if how is not None else _chronological(items)
+    return [_select_assets(item, p, wanted, use_mask) for item in items]
+
+
+def physical_values(
     items: list[ItemDict],
     p: StacPreset,
     bands: list[Band],
@@ -269,12 +333,16 @@ def _read_items(source: Any) -> Any:
 
 
 def _chronological(items: list[ItemDict]) -> list[ItemDict]:
-    return sorted(items, key=lambda i: str(i["properties"].get("datetime") or ""))
+    return sorted(items, key=lambda i: (str(i["properties"].get("datetime") or ""), str(i["id"])))
 
 
 def _priority_order(items: list[ItemDict], p: StacPreset) -> list[ItemDict]:
-    """Least cloudy first when the collection has cloud cover, else newest first."""
-    by_time = sorted(items, key=lambda i: str(i["properties"].get("datetime") or ""), reverse=True)
+    """Least cloudy first when the collection has cloud cover, else newest first; ties in the
+    item ids' order, so that the order never depends on the order of the search results."""
+    by_time = sorted(
+        items, key=lambda i: (str(i["properties"].get("datetime") or ""), str(i["id"])),
+        reverse=True,
+    )  # fmt: skip
     if p.cloud_cover is None:
         return by_time
     return sorted(by_time, key=lambda i: cloud_cover(i, p))
