@@ -159,6 +159,11 @@ def one(n: int, chunk: int, first: int | None, folder: Path) -> dict:
         "wall_s": round(end - start, 2),
         "s_per_chunk_steady": round(float(np.median(steady)) if len(steady) else 0.0, 5),
         "s_per_chunk_mean": round((times[-1] - times[0]) / max(1, len(times) - 1), 5),
+        # the median per 500 chunks written, in order: a job that slows as it goes shows here
+        "s_per_chunk_by_500": [
+            round(float(np.median(np.diff(times[k : k + 501]))), 5)
+            for k in range(0, len(times) - 1, 500)
+        ],
         "tasks_per_chunk_in_a_region": round(len(culled) / len(region), 2),
         "client_scheduler_rss_before_mib": round(base_rss, 1),
         "client_scheduler_peak_rss_mib": round(rss.peak[0], 1),

@@ -233,9 +233,12 @@ def _apply_mask(image: xr.DataArray, path: Path, probe: _Probe) -> xr.DataArray:
     nodata, dtype = _mask_nodata(image)
     data = image.data
     if isinstance(data, dask.array.Array):
+        rows, cols = data.chunks[1:]
+        assert all(c == rows[0] for c in rows[:-1]) and all(c == cols[0] for c in cols[:-1])
         valid = dask.array.map_blocks(
             _read_mask,
             path=str(path),
+            step=(rows[0], cols[0]),
             chunks=data.chunks[1:],
             dtype=bool,
             meta=np.empty((0, 0), bool),
@@ -263,17 +266,23 @@ def _mask_nodata(image: xr.DataArray) -> tuple[float, np.dtype]:
     return (info.max if dtype.kind == "u" else info.min), promoted
 
 
-def _read_mask(path: str, block_info: Any = None) -> np.ndarray:
-    """The dataset mask of ``path`` (True where valid) for one block, or the whole raster."""
+def _read_mask(
+    path: str, step: tuple[int, int] | None = None, block_id: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The dataset mask of ``path`` (True where valid) for block ``block_id`` of regular
+    ``step``-sized chunks (the last ones cut by the raster's edge), or the whole raster.
+    (``block_id``, not ``block_info``: map_blocks builds ``block_info`` for every chunk on
+    the client, hundreds of MB for a continental job.)"""
     import rasterio
     from rasterio.windows import Window
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(path) as src:
-            if block_info is None:
+            if block_id is None or step is None:
                 return src.dataset_mask() > 0
-            (r0, r1), (c0, c1) = block_info[None]["array-location"]
+            r0, c0 = block_id[0] * step[0], block_id[1] * step[1]
+            r1, c1 = min(r0 + step[0], src.height), min(c0 + step[1], src.width)
             return src.dataset_mask(window=Window(c0, r0, c1 - c0, r1 - r0)) > 0
 
 
