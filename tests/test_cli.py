@@ -66,6 +66,17 @@ def test_cli_predict_precision(tmp_path, landsat_model):
         main(["predict", *args, "--precision", "int8"])
 
 
+def test_cli_refuses_stac_grid_options_for_rasters(tmp_path, landsat_model, caplog):
+    args = [str(LANDSAT), "--model", str(landsat_model.path), "--cog", str(tmp_path / "m.tif")]
+    assert main(["predict", *args, "--crs", "EPSG:5070"]) == 2
+    assert "--crs sets the grid of a --stac search" in caplog.text
+    assert "gdalwarp -of VRT -t_srs EPSG:5070" in caplog.text
+    caplog.clear()
+    assert main(["predict", *args, "--bbox", "0,0,1,1", "--resolution", "10"]) == 2
+    assert "--bbox and --resolution set the grid" in caplog.text
+    assert not (tmp_path / "m.tif").exists()
+
+
 def test_cli_reports_errors_plainly(tmp_path, landsat_model, caplog):
     rc = main(
         [

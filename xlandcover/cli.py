@@ -328,6 +328,17 @@ def _predict(args: argparse.Namespace) -> int:
     if bool(args.source) == bool(args.stac):
         log.error("error: give either raster paths or --stac URL (with --bbox and --datetime)")
         return 2
+    stac_only = [f"--{k.replace('_', '-')}" for k in ("bbox", "datetime", "max_cloud",
+                 "resolution", "crs") if getattr(args, k) is not None]  # fmt: skip
+    if args.source and stac_only:
+        log.error(
+            "error: %s set%s the grid of a --stac search and would be ignored for rasters; "
+            "to map a raster on another grid, warp it first into a virtual raster, read "
+            "lazily window by window: gdalwarp -of VRT -t_srs EPSG:5070 -tr 1 1 -tap IN OUT.vrt",
+            " and ".join(stac_only),
+            "s" if len(stac_only) == 1 else "",
+        )
+        return 2
     inputs = [*args.source, args.model, *([args.aoi] if args.aoi is not None else [])]
     check_distinct([p for p in (args.out, args.cog, args.cog_tiles) if p is not None], inputs)
     read = _read_chunks(args)
