@@ -537,7 +537,10 @@ def test_a_job_searched_per_region_maps_as_one_search(pc_server, tiny_package, t
 
     from xlandcover.output import _resume, write_zarr_resumable
 
+    from xlandcover.stac import _regions
+
     monkeypatch.setattr(_resume, "REGION_CHUNKS", 2)  # write regions = search regions
+    monkeypatch.setattr(_regions, "READ_CHUNKS", 24)  # each chunk read in ragged pieces
     searches = _spy_searches(monkeypatch)
     grid = {**NAIP_GRID, "model": tiny_package, "chunks": 64}
     want = xlc.predict(xlc.load_stac(pc_server, **grid), tiny_package, chunks=None).values

@@ -34,6 +34,7 @@ from dask._task_spec import Task, TaskRef
 from dask.highlevelgraph import HighLevelGraph, Layer, MaterializedLayer
 
 from ..errors import GraphKeyError, NoItemsError
+from ..io._raster import READ_CHUNKS
 from ._grid import BBox, TargetGrid
 from ._presets import Band, StacPreset
 from ._search import ItemDict, Modifier, StacSearch, search_items
@@ -66,7 +67,9 @@ class RegionRead:
         """Rows ``row0:row1`` and columns ``col0:col1`` of the output grid, as a grid."""
         res, (left, _, _, top) = self.grid.resolution, self.grid.bounds
         bounds = (left + col0 * res, top - row1 * res, left + col1 * res, top - row0 * res)
-        size = max(row1 - row0, col1 - col0)
+        # read in pieces of the usual read chunks: a median holds every item's pixels of a
+        # piece at once, which for a whole 8192 px chunk would be gigabytes
+        size = min(max(row1 - row0, col1 - col0), READ_CHUNKS)
         return TargetGrid(self.grid.epsg, res, bounds, size)
 
     def block(self, i: int, j: int) -> TargetGrid:
