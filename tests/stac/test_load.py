@@ -536,7 +536,6 @@ def test_a_job_searched_per_region_maps_as_one_search(pc_server, tiny_package, t
     from distributed import Client
 
     from xlandcover.output import _resume, write_zarr_resumable
-
     from xlandcover.stac import _regions
 
     monkeypatch.setattr(_resume, "REGION_CHUNKS", 2)  # write regions = search regions
