@@ -123,3 +123,21 @@ dir = "run"
         assert (out / f).stat().st_size > 0
     with rasterio.open(tmp_path / "labels" / "a.tif") as src:
         assert src.count == 1
+
+
+@pytest.mark.parametrize("chunks", [(64, 96), (23, 17), (50, 40)])
+def test_only_pixels_under_chips_are_scored_whatever_the_chunks(chunks):
+    """The chip mask of a region is placed by each block's position, so any chunking of the
+    prediction masks the same pixels."""
+    from xlandcover.evaluation._evaluate import NODATA_LABEL, Region, _masked_truth
+
+    labels = np.random.default_rng(3).integers(1, 4, (64, 96)).astype(np.uint8)
+    rects = np.array([[0, 0], [20, 30], [40, 70], [50, 5]])
+    region = Region(None, slice(0, 64), slice(0, 96), rects, 16, ())  # type: ignore[arg-type]
+    want = np.full(labels.shape, NODATA_LABEL, dtype=np.int64)
+    for r, c in rects:
+        want[r : r + 16, c : c + 16] = labels[r : r + 16, c : c + 16]
+    rows, cols = chunks
+    split = tuple(tuple(min(n, t - k) for k in range(0, t, n)) for n, t in ((rows, 64), (cols, 96)))
+    got = _masked_truth(labels, split, region).compute()
+    np.testing.assert_array_equal(got, want)

@@ -240,13 +240,15 @@ def _masked_truth(labels: object, chunks: tuple[tuple[int, ...], ...], region: R
     """Labels with ``NODATA_LABEL`` outside the chips and where unlabelled."""
     truth = da.asarray(labels).rechunk(chunks)
     ignore_values = np.asarray(region.ignore_values, dtype=np.int64)
+    # block_id, not block_info: map_blocks builds block_info for every chunk on the client
+    rows, cols = (np.cumsum((0, *c))[:-1] for c in truth.chunks)
 
-    def mask(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+    def mask(block: np.ndarray, block_id: tuple[int, int] | None = None) -> np.ndarray:
         out = block.astype(np.int64)
         skip = np.isin(out, ignore_values)
         if region.rects is not None:
-            assert block_info is not None
-            (r0, _), (c0, _) = block_info[0]["array-location"]
+            assert block_id is not None
+            r0, c0 = int(rows[block_id[0]]), int(cols[block_id[1]])
             covered = np.zeros(block.shape, dtype=bool)
             for _, window in chips_in_block(region.rects, region.size, (r0, c0), block.shape):
                 covered[window] = True
