@@ -11,10 +11,14 @@ few hundred. Dask's own layers mostly cull lazily (``Blockwise``), except two st
   of the chunks asked for with dask's own helpers, the same tasks under the same keys.
 - the area of interest: chunks outside it are constant nodata blocks that depend on nothing
   (:class:`OutsideFillLayer`), so culling never reaches their pixels or their model runs.
+
+Both that layer and the STAC regions' (:mod:`xlandcover.stac._regions`) are
+:class:`LazyLayer` subclasses: tasks made on demand, culled without building the others.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -91,7 +95,47 @@ def cullable_overlap(array: da.Array) -> da.Array:
     return da.Array(new_graph, array.name, array.chunks, meta=array._meta)
 
 
-class OutsideFillLayer(Layer):
+class LazyLayer(Layer):
+    """A layer whose tasks are made on demand, so culling it to a few keys never builds the
+    others' tasks. Subclasses say which keys they hold (``__contains__``, ``_keys``,
+    ``__len__``) and make one key's task (``_task``); the layer protocol is here, once."""
+
+    @property
+    def has_legacy_tasks(self) -> bool:
+        return False
+
+    def is_materialized(self) -> bool:
+        return False
+
+    @abstractmethod
+    def _keys(self) -> Iterator[Any]: ...
+
+    @abstractmethod
+    def _task(self, key: Any) -> Any: ...
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._task(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._keys()
+
+    def get_output_keys(self) -> set[Any]:
+        return set(self._keys())
+
+    def cull(self, keys: set[Any], all_hlg_keys: Any) -> tuple[Layer, Mapping[Any, set[Any]]]:
+        """The tasks of ``keys`` held here, and of the keys of this layer they depend on."""
+        tasks: dict[Any, Any] = {}
+        todo = [k for k in keys if k in self]
+        while todo:
+            key = todo.pop()
+            if key in tasks:
+                continue
+            tasks[key] = task = self._task(key)
+            todo.extend(dep for dep in task.dependencies if dep not in tasks and dep in self)
+        return MaterializedLayer(tasks), {k: set(t.dependencies) for k, t in tasks.items()}
+
+
+class OutsideFillLayer(LazyLayer):
     """Blocks of ``source`` where ``inside[i, j]``, constant ``fill`` blocks elsewhere.
 
     The fill blocks depend on nothing, so culling the job for them never reaches the
@@ -110,13 +154,6 @@ class OutsideFillLayer(Layer):
         super().__init__()
         self.name, self.source, self.chunks = name, source, chunks
         self.inside, self.fill, self.dtype = inside, fill, np.dtype(dtype)
-
-    @property
-    def has_legacy_tasks(self) -> bool:
-        return False
-
-    def is_materialized(self) -> bool:
-        return False
 
     def __contains__(self, key: object) -> bool:
         return (
@@ -142,21 +179,8 @@ class OutsideFillLayer(Layer):
         for idx in np.ndindex(*(len(c) for c in self.chunks)):
             yield (self.name, *idx)
 
-    def __getitem__(self, key: Any) -> Any:
-        return self._task(key)
-
-    def __iter__(self) -> Iterator[Any]:
-        return self._keys()
-
     def __len__(self) -> int:
         return int(np.prod([len(c) for c in self.chunks]))
-
-    def get_output_keys(self) -> set[Any]:
-        return set(self._keys())
-
-    def cull(self, keys: set[Any], all_hlg_keys: Any) -> tuple[Layer, Mapping[Any, set[Any]]]:
-        tasks = {k: self._task(k) for k in keys if isinstance(k, tuple) and k[0] == self.name}
-        return MaterializedLayer(tasks), {k: set(t.dependencies) for k, t in tasks.items()}
 
 
 def fill_outside(array: da.Array, inside: np.ndarray, fill: Any) -> da.Array:

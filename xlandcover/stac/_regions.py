@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
 import numpy as np
 from dask._task_spec import Task, TaskRef
-from dask.highlevelgraph import HighLevelGraph, Layer, MaterializedLayer
+from dask.highlevelgraph import HighLevelGraph
 
 from ..errors import GraphKeyError, NoItemsError
 from ..io._raster import READ_CHUNKS
+from ..prediction._graph import LazyLayer
 from ._grid import BBox, TargetGrid
 from ._presets import Band, StacPreset
 from ._search import ItemDict, Modifier, StacSearch, search_items
@@ -146,20 +147,13 @@ def _meets(bbox: Any, box: BBox) -> bool:
     return not (e < box[0] or w > box[2] or n < box[1] or s > box[3])
 
 
-class RegionSearchLayer(Layer):
+class RegionSearchLayer(LazyLayer):
     """The lazy ``(band, y, x)`` image of :class:`RegionRead`: chunk ``(0, i, j)`` reads from
     the search task of its region ``(i // N, j // N)``. Culls without materialising."""
 
     def __init__(self, name: str, spec: RegionRead) -> None:
         super().__init__()
         self.name, self.items_name, self.spec = name, f"{name}-items", spec
-
-    @property
-    def has_legacy_tasks(self) -> bool:
-        return False
-
-    def is_materialized(self) -> bool:
-        return False
 
     def _regions(self) -> tuple[int, int]:
         rows, cols = self.spec.numblocks
@@ -191,40 +185,17 @@ class RegionSearchLayer(Layer):
         for i, j in np.ndindex(*self.spec.numblocks):
             yield (self.name, 0, i, j)
 
-    def __getitem__(self, key: Any) -> Task:
-        return self._task(key)
-
-    def __iter__(self) -> Iterator[Any]:
-        return self._keys()
-
     def __len__(self) -> int:
         return int(np.prod(self._regions()) + np.prod(self.spec.numblocks))
-
-    def get_output_keys(self) -> set[Any]:
-        return set(self._keys())
-
-    def cull(self, keys: set[Any], all_hlg_keys: Any) -> tuple[Layer, Mapping[Any, set[Any]]]:
-        tasks: dict[Any, Task] = {}
-        for key in keys:
-            if isinstance(key, tuple) and key and key[0] in (self.name, self.items_name):
-                task = self._task(key)
-                tasks[key] = task
-                for dep in task.dependencies:
-                    tasks.setdefault(dep, self._task(dep))
-        return MaterializedLayer(tasks), {k: set(t.dependencies) for k, t in tasks.items()}
 
 
 def regional_image(spec: RegionRead) -> da.Array:
     """The lazy ``(band, y, x)`` float32 Dask array of ``spec`` (nothing is searched yet)."""
+    from dask.array.core import normalize_chunks
     from dask.base import tokenize
 
     name = f"xlandcover-stac-regions-{tokenize(spec)}"
-    rows, cols = spec.grid.shape
     c = spec.grid.chunks
-    chunks = (
-        (len(spec.bands),),
-        tuple(min(c, rows - k) for k in range(0, rows, c)),
-        tuple(min(c, cols - k) for k in range(0, cols, c)),
-    )
+    chunks = normalize_chunks((-1, c, c), (len(spec.bands), *spec.grid.shape))
     graph = HighLevelGraph({name: RegionSearchLayer(name, spec)}, {name: set()})
     return da.Array(graph, name, chunks, meta=np.empty((0, 0, 0), dtype=np.float32))
