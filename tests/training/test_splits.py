@@ -130,6 +130,21 @@ def test_overlapping_sources_in_one_crs_are_kept_apart():
         xlc.spatial_split(east_of_a, by="group", assign={"test": ["b"]})
 
 
+def test_buffer_warning_recommends_larger_blocks_in_the_splits_units_only():
+    # 16 px chips at stride 8 on 10 m pixels; buffer and blocks in pixels. The advice is in
+    # pixels (it was in metres, from the buffer read as metres), and it is only given when
+    # larger than the blocks in use (on a small scene the recommendation can be smaller)
+    chips = grid_chips(size=16, stride=8)
+    assert xlc.training.recommend_block_size(chips, buffer=4, units="pixels") == 32.0
+    with pytest.warns(
+        SplitWarning, match=r"larger blocks \(recommended here: block_size=32 pixels"
+    ):
+        xlc.spatial_split(chips, block_size=16, units="pixels", buffer=4)
+    with pytest.warns(SplitWarning, match="dropped") as record:
+        xlc.spatial_split(chips, block_size=48, units="pixels", buffer=4)
+    assert not any("larger blocks" in str(w.message) for w in record)
+
+
 def test_errors_name_the_empty_partition_and_why():
     chips = grid_chips(64, 64, n_sources=2)
     with pytest.raises(EmptySplitError, match="partition got no block: 2 block"):

@@ -193,7 +193,8 @@ def spatial_split(
     result = Splits(parts[0], parts[1], parts[2], assignment, dropped,
                     None if block_size is None else float(block_size), unit_name, by,
                     float(buffer), units)  # fmt: skip
-    _warn_losses(result, chips, buffer, unit_name, before, by)
+    _warn_losses(result, chips, buffer, unit_name, before, by, units=units,
+                 block_size=None if block_size is None else float(block_size))  # fmt: skip
     return result
 
 
@@ -298,6 +299,9 @@ def _warn_losses(
     unit_name: str,
     before: np.ndarray,
     by: str = "block",
+    *,
+    units: Literal["crs", "pixels"] = "crs",
+    block_size: float | None = None,
 ) -> None:
     heavy = [
         f"{name} {splits.dropped[name]} of {int((before == s).sum())}"
@@ -305,12 +309,13 @@ def _warn_losses(
         if splits.dropped[name] * 3 > (before == s).sum() > 0
     ]
     if heavy:
+        larger = ""
         if by == "block":
-            advice = recommend_block_size(chips, buffer=buffer)
-            larger = f"larger blocks (recommended here: block_size={advice:g} "
-            larger += f"{_unit_name(chips, 'crs')}), "
-        else:
-            larger = ""
+            # in the split's own units; advised only when larger than the blocks given
+            # (on a small scene the recommendation may be smaller, for enough blocks)
+            advice = recommend_block_size(chips, buffer=buffer, units=units)
+            if block_size is None or advice > block_size * (1 + 1e-9):
+                larger = f"larger blocks (recommended here: block_size={advice:g} {unit_name}), "
         warnings.warn(
             f"chips overlapping or within the buffer ({buffer} {unit_name}) of another "
             f"partition were dropped: more than a third of {', '.join(heavy)} chips. Use "
