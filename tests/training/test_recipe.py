@@ -10,8 +10,14 @@ import pytest
 
 import xlandcover as xlc
 from xlandcover.errors import ScheduleCutWarning, TrainingSettingsError, WeakModelWarning
-from xlandcover.training import SCHEDULES, DataProfile, auto_chip_size, auto_settings
-from xlandcover.training._recipe import bounded_class_weights, union_area
+from xlandcover.training import (
+    SCHEDULES,
+    AugmentConfig,
+    DataProfile,
+    auto_chip_size,
+    auto_settings,
+)
+from xlandcover.training._recipe import SMALL_DATA_AUGMENT, bounded_class_weights, union_area
 from xlandcover.training._train import _Ema
 
 from .test_train import easy_labels, make_image
@@ -41,8 +47,12 @@ def test_auto_recipe_fills_what_is_not_given_and_records_why(splits, tmp_path):
     assert 0.99 <= s["ema"] < 1 and s["window"] == 32 and s["overlap"] == 8
     assert result.reasons["epochs"] == "given" and "spectrum" not in result.reasons["pixel_branch"]
     assert "chip size" in result.reasons["window"]
+    # a few dozen chips: small data, regularised harder; what ran is what is recorded
+    assert s["augment"] == SMALL_DATA_AUGMENT.to_dict() and s["weight_decay"] == 0.05
+    assert "small data" in result.reasons["augment"]
     meta = result.model.metadata
     assert meta.extra["training"]["class_weights"] == "bounded"
+    assert meta.extra["training"]["augment"]["cutout"] == SMALL_DATA_AUGMENT.cutout
     assert meta.extra["recipe"]["reasons"]["window"] == result.reasons["window"]
     assert meta.arch_kwargs["pixel_branch"] == 8 and (meta.window, meta.overlap) == (32, 8)
     report = json.loads((tmp_path / "training_report.json").read_text())
@@ -66,8 +76,12 @@ def test_checkpoint_is_chosen_by_the_seamless_map_at_the_package_window(splits, 
                   epochs=3, window=64, overlap=16, **TINY_NET)  # fmt: skip
     meta = r.model.metadata
     assert (meta.window, meta.overlap) == (64, 16)  # what validation used, not the chip size
+    # the score reported is the calibrated package's (its temperature reweighs blended
+    # windows, which changed this map), and the package records that score
     again = xlc.evaluate(model=r.model, partition=splits.val)
     assert again.miou == pytest.approx(r.best_miou, abs=1e-12)
+    assert xlc.load_model(r.path).metadata.extra["training"]["val_miou"] == r.best_miou
+    assert "val_miou_before" in r.calibration and r.calibration["val_miou_after"] == r.best_miou
     assert r.val_report is not None and r.val_report.total == again.total
     best = r.history.loc[r.history["val_miou"].idxmax()]
     assert int(best["epoch"]) == r.best_epoch
@@ -231,10 +245,18 @@ def test_auto_settings_scale_steps_and_batches_with_the_data():
     s, _ = auto_settings(small)
     b, _ = auto_settings(big)
     steps = s["epochs"] * s["steps_per_epoch"]
-    assert s["batch_size"] == 16 and 1500 <= steps <= 6000
+    assert s["batch_size"] == 16 and steps == 500  # 6 per chip, at least 500
+    mid, _ = auto_settings(DataProfile(200, 40, 64, 4, 30.0, 800_000, 1.0, (0.5, 0.5), 10**5))
+    assert mid["epochs"] * mid["steps_per_epoch"] == 1200  # 6 per chip
+    medium, _ = auto_settings(DataProfile(700, 90, 64, 4, 30.0, 10**6, 1.0, (0.5,) * 2, 10**5))
+    assert medium["epochs"] * medium["steps_per_epoch"] >= 1500 and medium["ema"] >= 0.99
     assert b["batch_size"] == 4 and b["epochs"] * b["steps_per_epoch"] == 6000
     assert s["window"] == 64 and b["window"] == 256
     assert b["val_every"] >= 1
+    # small data (fewer than SMALL_DATA_CHIPS chips) is regularised harder
+    assert s["weight_decay"] == 0.05 and s["augment"] == SMALL_DATA_AUGMENT
+    assert s["augment"].cutout > AugmentConfig().cutout
+    assert b["weight_decay"] == 1e-4 and b["augment"] == AugmentConfig()
 
 
 def test_spectral_indices_are_computed_from_the_raw_bands_inside_the_network():

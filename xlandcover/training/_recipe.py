@@ -14,7 +14,10 @@ table is in ``docs/training.md``), for kinds of data rather than for one scene:
   away rather than behind a stride-2 stem;
 - small data is the common case: a small encoder, strong geometric augmentation, enough
   optimiser steps whatever the chip count, and an exponential moving average of the weights
-  (scored and saved) so the chosen epoch is not a lucky swing of a noisy score;
+  (scored and saved) so the chosen epoch is not a lucky swing of a noisy score; with fewer
+  than :data:`SMALL_DATA_CHIPS` training chips, stronger regularisation (weight decay 0.05,
+  :data:`SMALL_DATA_AUGMENT`) and fewer steps (6 per chip, at least 500): there the
+  validation score peaked early and fell as the network memorised its few chips;
 - class weights are bounded (square root of median-frequency weights, within [1/4, 4]), so rare
   classes count without flooding the map;
 - band statistics are robust (clipped to the 1st-99th percentiles), for raw digital numbers
@@ -32,6 +35,7 @@ import numpy as np
 import xarray as xr
 
 from ..model._spectral import available_indices
+from ._augment import AugmentConfig
 from ._chips import Chips
 
 #: What ``recipe="none"`` uses for every setting not given (the settings of xlandcover 0.1).
@@ -56,10 +60,18 @@ FIXED_DEFAULTS: Mapping[str, Any] = {
 
 #: Pixels per optimiser step the recipe aims at (8 chips of 128 px; 4 to 16 chips).
 PIXELS_PER_STEP = 8 * 128 * 128
-#: Optimiser steps the recipe aims at, whatever the number of chips.
+#: Optimiser steps the recipe aims at, whatever the number of chips (at least 6 per chip
+#: below :data:`MIN_STEPS`, but never fewer than :data:`SMALL_DATA_MIN_STEPS`).
 MIN_STEPS, MAX_STEPS = 1500, 6000
+SMALL_DATA_MIN_STEPS = 500
 #: Validation may take about this share of the training time.
 VALIDATION_SHARE = 0.25
+#: Fewer training chips than this are small data: stronger regularisation.
+SMALL_DATA_CHIPS = 256
+#: The augmentation for small data: the intensity transforms twice as strong or frequent.
+SMALL_DATA_AUGMENT = AugmentConfig(
+    brightness=0.2, contrast=0.2, channel_dropout=0.2, blur=0.2, cutout=0.25
+)
 
 
 @dataclass(frozen=True)
@@ -132,15 +144,24 @@ def auto_settings(profile: DataProfile) -> tuple[dict[str, Any], dict[str, str]]
     s["batch_size"] = min(bs, max(2, profile.n_chips))
     why["batch_size"] = f"about {PIXELS_PER_STEP // 1024} k pixels per step with {size} px chips"
     per_epoch = max(1, profile.n_chips // s["batch_size"])
-    steps = int(np.clip(per_epoch * 60, MIN_STEPS, MAX_STEPS))
+    # a few dozen chips are learnt by heart long before 1 500 steps: at least 6 per chip
+    min_steps = int(np.clip(6 * profile.n_chips, SMALL_DATA_MIN_STEPS, MIN_STEPS))
+    steps = int(np.clip(per_epoch * 60, min_steps, MAX_STEPS))
     # epochs of at least 50 steps, so validation and checkpoints stay cheap on tiny data
     s["steps_per_epoch"] = max(per_epoch, 50)
     s["epochs"] = max(1, math.ceil(steps / s["steps_per_epoch"]))
     why["epochs"] = (
         f"{s['epochs'] * s['steps_per_epoch']} optimiser steps for {profile.n_chips} chips "
-        f"(between {MIN_STEPS} and {MAX_STEPS}, whatever the chip count)"
+        f"(between {min_steps} and {MAX_STEPS}, whatever the chip count)"
     )
     s["lr"], s["weight_decay"], s["schedule"] = 2e-3, 1e-4, "onecycle"
+    s["augment"] = AugmentConfig()
+    if profile.n_chips < SMALL_DATA_CHIPS:
+        s["weight_decay"], s["augment"] = 0.05, SMALL_DATA_AUGMENT
+        why["weight_decay"] = why["augment"] = (
+            f"small data ({profile.n_chips} chips < {SMALL_DATA_CHIPS}): stronger "
+            "regularisation, so the network memorises its few chips later"
+        )
     s["ema"] = float(np.clip(1.0 - 20.0 / (s["epochs"] * s["steps_per_epoch"]), 0.99, 0.999))
     why["ema"] = "scores and saves an average of recent weights, not one noisy step's"
     s["loss"], s["class_weights"] = "combo", "bounded"

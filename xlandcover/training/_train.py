@@ -521,6 +521,10 @@ class _Run:
         report = _best_report(load_model(self.best_path), self)
         calibration = self.calibrate(load_model(self.best_path))
         model = load_model(self.best_path)
+        if calibration:
+            # the temperature reweighs the probabilities blended where windows overlap, so
+            # the calibrated map can differ from the one validated: score the map users get
+            report, model = self._rescore(model, report, calibration)
         from ..evaluation._gallery import (
             save_results,  # image, reference and prediction of val chips
         )
@@ -535,7 +539,7 @@ class _Run:
             path=self.best_path,
             history=history,
             best_epoch=st.best_epoch,
-            best_miou=st.best,
+            best_miou=float(report.miou),
             out_dir=self.out,
             settings=self.cfg.to_dict(),
             reasons=self.reasons,
@@ -590,6 +594,24 @@ class _Run:
             t, result["ece_before"], result["ece_after"],
         )  # fmt: skip
         return result
+
+    def _rescore(
+        self, model: ModelPackage, before: Report, calibration: dict[str, float]
+    ) -> tuple[Report, ModelPackage]:
+        """The calibrated package's validation scores, and the package rewritten with them
+        as its record of the best validation mIoU."""
+        from ..evaluation._evaluate import evaluate
+        from ..model._package import with_metadata
+
+        report = evaluate(model=model, partition=self.val_chips, device=str(self.device))
+        calibration["val_miou_before"] = float(before.miou)
+        calibration["val_miou_after"] = float(report.miou)
+        extra = dict(model.metadata.extra)
+        extra["training"] = {**extra.get("training", {}), "val_miou": float(report.miou)}
+        extra["calibration"] = {**extra.get("calibration", {}), **calibration}
+        model = with_metadata(model, self.best_path, overwrite=True, extra=extra)
+        self.state.best = float(report.miou)
+        return report, model
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -900,8 +922,9 @@ def _check_values(cfg: TrainConfig) -> None:
 
 def _describe(cfg: TrainConfig, reasons: Mapping[str, str]) -> str:
     keys = ("architecture", "encoder", "pixel_branch", "indices", "batch_size", "epochs",
-            "steps_per_epoch", "lr", "schedule", "ema", "loss", "class_weights", "normalization",
-            "window", "overlap", "val_every", "max_minutes")  # fmt: skip
+            "steps_per_epoch", "lr", "weight_decay", "schedule", "ema", "loss",
+            "class_weights", "normalization", "augment", "window", "overlap", "val_every",
+            "max_minutes")  # fmt: skip
     return ", ".join(f"{k}={getattr(cfg, k)!r}" for k in keys)
 
 
