@@ -45,7 +45,7 @@ class Splits:
     #: :func:`held_out`.
     by: str = "block"
     buffer: float = 0.0
-    unit_mode: str = "crs"
+    unit_mode: Literal["crs", "pixels"] = "crs"
 
     def __iter__(self) -> Iterator[Chips]:
         return iter((self.train, self.val, self.test))
@@ -193,8 +193,7 @@ def spatial_split(
     result = Splits(parts[0], parts[1], parts[2], assignment, dropped,
                     None if block_size is None else float(block_size), unit_name, by,
                     float(buffer), units)  # fmt: skip
-    _warn_losses(result, chips, buffer, unit_name, before, by, units=units,
-                 block_size=None if block_size is None else float(block_size))  # fmt: skip
+    _warn_losses(result, chips, buffer, unit_name, before, by)
     return result
 
 
@@ -299,9 +298,6 @@ def _warn_losses(
     unit_name: str,
     before: np.ndarray,
     by: str = "block",
-    *,
-    units: Literal["crs", "pixels"] = "crs",
-    block_size: float | None = None,
 ) -> None:
     heavy = [
         f"{name} {splits.dropped[name]} of {int((before == s).sum())}"
@@ -313,8 +309,8 @@ def _warn_losses(
         if by == "block":
             # in the split's own units; advised only when larger than the blocks given
             # (on a small scene the recommendation may be smaller, for enough blocks)
-            advice = recommend_block_size(chips, buffer=buffer, units=units)
-            if block_size is None or advice > block_size * (1 + 1e-9):
+            advice = recommend_block_size(chips, buffer=buffer, units=splits.unit_mode)
+            if splits.block_size is None or advice > splits.block_size * (1 + 1e-9):
                 larger = f"larger blocks (recommended here: block_size={advice:g} {unit_name}), "
         warnings.warn(
             f"chips overlapping or within the buffer ({buffer} {unit_name}) of another "

@@ -518,13 +518,13 @@ class _Run:
             )
         history = pd.DataFrame(st.history)
         plot_history(history, self.out / "curves.png")
-        report = _best_report(load_model(self.best_path), self)
-        calibration = self.calibrate(load_model(self.best_path))
         model = load_model(self.best_path)
+        report = _best_report(model, self)
+        calibration, calibrated = self.calibrate(model)
         if calibration:
             # the temperature reweighs the probabilities blended where windows overlap, so
             # the calibrated map can differ from the one validated: score the map users get
-            report, model = self._rescore(model, report, calibration)
+            report, model = self._rescore(calibrated, report, calibration)
         from ..evaluation._gallery import (
             save_results,  # image, reference and prediction of val chips
         )
@@ -554,10 +554,13 @@ class _Run:
             _verdict(result)
         return result
 
-    def calibrate(self, model: ModelPackage, max_chips: int = 256) -> dict[str, float]:
+    def calibrate(
+        self, model: ModelPackage, max_chips: int = 256
+    ) -> tuple[dict[str, float], ModelPackage]:
         """Fit a softmax temperature on the validation chips' logits (every 2nd pixel of up
-        to ``max_chips`` chips) and store it, with the calibration error before and after,
-        in the saved package."""
+        to ``max_chips`` chips): the temperature with the calibration error before and
+        after, and ``model`` carrying them (in memory; :meth:`_rescore` saves it). Without
+        labelled validation pixels: ``{}`` and ``model`` itself."""
         from .._torch import torch
         from ..evaluation._calibration import expected_calibration_error, fit_temperature, softmax
         from ..model._package import with_temperature
@@ -574,7 +577,7 @@ class _Run:
                 targets.append(y.numpy()[:, ::2, ::2])
         scores, truth = np.concatenate(logits), np.concatenate(targets)
         if not (truth != NODATA_LABEL).any():
-            return {}
+            return {}, model
         t = fit_temperature(scores, truth, ignore_index=NODATA_LABEL, seed=self.cfg.seed)
         result = {
             "temperature": t,
@@ -586,20 +589,20 @@ class _Run:
             ),
         }
         errors = {k: v for k, v in result.items() if k != "temperature"}
-        with_temperature(
-            model, t, self.best_path, overwrite=True, fitted_on="validation chips", **errors
+        calibrated = with_temperature(
+            model, t, None, overwrite=False, fitted_on="validation chips", **errors
         )
         log.info(
             "softmax temperature %.3f: calibration error on validation chips %.4f -> %.4f",
             t, result["ece_before"], result["ece_after"],
         )  # fmt: skip
-        return result
+        return result, calibrated
 
     def _rescore(
         self, model: ModelPackage, before: Report, calibration: dict[str, float]
     ) -> tuple[Report, ModelPackage]:
-        """The calibrated package's validation scores, and the package rewritten with them
-        as its record of the best validation mIoU."""
+        """The calibrated package's validation scores, and the package saved (over
+        ``best.xlc``) with them as its record of the best validation mIoU."""
         from ..evaluation._evaluate import evaluate
         from ..model._package import with_metadata
 
