@@ -87,21 +87,22 @@ def zion() -> xlc.Splits:
 
 def sen1floods11() -> xlc.Splits:
     """Sentinel-2 L1C (13 bands, 10 m, EPSG:4326), water / not water, 128 px blocks."""
-    base = SHARED / "sen1floods11-sample"
-    img = xlc.open_raster(base / "Spain_7370579_S2Hand.tif", chunks=512)
-    lab = xlc.open_raster(base / "Spain_7370579_LabelHand.tif", chunks=512)
-    lab = lab.squeeze("band", drop=True).rio.write_nodata(-1)
-    classes = [{"id": 0, "name": "not water"}, {"id": 1, "name": "water"}]
-    chips = xlc.sample_chips(img, lab, size="auto", classes=classes)
-    return xlc.spatial_split(chips, block_size=128, units="pixels", buffer=16, seed=0)
+    return _sen1floods11("S2Hand")
 
 
 def sen1floods11_s1() -> xlc.Splits:
     """The same chip seen by Sentinel-1 (VV, VH backscatter in dB, speckled), same labels and
     blocks: water from radar, where one pixel says less and its neighbours more."""
+    return _sen1floods11("S1Hand", bands=["VV", "VH"])
+
+
+def _sen1floods11(sensor: str, bands: list[str] | None = None) -> xlc.Splits:
+    """Chips of the Sen1Floods11 sample seen by ``sensor`` with its hand labels, split into
+    128 px blocks with a 16 px buffer (the same chips and blocks for either sensor)."""
     base = SHARED / "sen1floods11-sample"
-    img = xlc.open_raster(base / "Spain_7370579_S1Hand.tif", chunks=512)
-    img = img.assign_coords(band=["VV", "VH"])
+    img = xlc.open_raster(base / f"Spain_7370579_{sensor}.tif", chunks=512)
+    if bands is not None:
+        img = img.assign_coords(band=bands)
     lab = xlc.open_raster(base / "Spain_7370579_LabelHand.tif", chunks=512)
     lab = lab.squeeze("band", drop=True).rio.write_nodata(-1)
     classes = [{"id": 0, "name": "not water"}, {"id": 1, "name": "water"}]
