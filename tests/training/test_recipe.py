@@ -18,7 +18,7 @@ from xlandcover.training import (
     auto_settings,
 )
 from xlandcover.training._recipe import SMALL_DATA_AUGMENT, bounded_class_weights, union_area
-from xlandcover.training._train import _Ema
+from xlandcover.training._train import _Ema, steps_that_fit
 
 from .test_train import easy_labels, make_image
 
@@ -100,6 +100,37 @@ def test_a_time_budget_sizes_the_schedule_so_it_ends(splits, tmp_path, monkeypat
     assert 1 < len(epochs) < 50 and epochs == list(range(1, len(epochs) + 1))
     # the last step ran at the end of the (shortened) one-cycle schedule, not near its peak
     assert r.history["lr"].iloc[-1] == pytest.approx(0.01 * SCHEDULES["onecycle"](1.0))
+
+
+def test_time_left_after_whole_epochs_goes_to_a_shorter_last_epoch(splits, tmp_path, monkeypatch):
+    import sys
+
+    clock = iter(range(0, 10**6, 10))  # as above: an epoch of 20 steps reads as 60 s
+    monkeypatch.setattr(
+        sys.modules["xlandcover.training._train"], "_clock", lambda: float(next(clock))
+    )
+    net = {**TINY_NET, "steps_per_epoch": 20}
+    r = xlc.train(splits, out_dir=tmp_path, progress=False, compare_forest=False,
+                  epochs=50, max_minutes=3.4, lr=0.01, **net)  # fmt: skip
+    steps = r.history["step"].diff().fillna(r.history["step"].iloc[0]).astype(int).tolist()
+    assert steps[:-1] == [20] * (len(steps) - 1) and 2 <= steps[-1] < 20, steps
+    assert r.history["lr"].iloc[-1] == pytest.approx(0.01 * SCHEDULES["onecycle"](1.0))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "epochs_left", "expected"),
+    [
+        (1000, 10, (2, 50)),  # 2 epochs of 450 s, then 50 s: a validation and 50 steps
+        (960, 10, (2, 0)),  # 10 steps left over: under a tenth of an epoch, not worth it
+        (899, 10, (1, 399)),  # never a whole epoch's steps as the shorter one
+        (10_000, 3, (3, 0)),  # never more epochs than planned
+        (1000, 2, (2, 0)),
+        (40, 10, (0, 0)),  # not even a validation fits
+    ],
+)
+def test_a_budget_is_filled_with_steps_not_whole_epochs(seconds, epochs_left, expected):
+    # 400 steps of 1 s per epoch and 50 s per epoch besides (validation, checkpoint)
+    assert steps_that_fit(seconds, 1.0, 50.0, 400, epochs_left) == expected
 
 
 def test_a_budget_too_short_for_the_schedule_warns(splits, tmp_path):

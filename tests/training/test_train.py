@@ -192,6 +192,35 @@ def test_geometric_augmentations_move_image_and_mask_together():
     assert set(m.unique().tolist()) <= {0, 1, 2, 3}  # intensity changes never touch labels
 
 
+def test_scale_jitter_zooms_image_and_mask_and_ignores_what_it_pads():
+    import torch
+
+    torch.manual_seed(0)
+    zoom = AugmentConfig(
+        flips=False, rot90=False, brightness=0, contrast=0, channel_dropout=0, blur=0, cutout=0,
+        scale=1.0,
+    )  # fmt: skip
+    # 8 x 8 px blocks of one class, the image one more than the class (so 0 only where padded)
+    mask = torch.randint(0, 4, (32, 8, 8)).repeat_interleave(8, 1).repeat_interleave(8, 2)
+    mask[:2, :8] = NODATA_LABEL
+    image = mask[:, None].float() + 1
+    image[:2, :, :8] = 0
+    out, out_mask = Augment(zoom, n_bands=1)(image, mask)
+    assert out_mask.dtype == mask.dtype
+    assert set(out_mask.unique().tolist()) <= {0, 1, 2, 3, NODATA_LABEL}
+    zoomed = [i for i in range(32) if not torch.equal(out_mask[i], mask[i])]
+    assert 8 <= len(zoomed) <= 24  # half the samples, give or take
+    padded = out_mask == NODATA_LABEL
+    assert padded[2:].any()  # some zoomed out, and their empty edges are ignored ...
+    # ... where the image is 0 (but along the edge, where bilinear blends in a neighbour)
+    assert float((out[:, 0][padded] == 0).float().mean()) > 0.9
+    labelled = ~padded
+    # bilinear image against nearest mask: they agree away from block edges
+    agree = (out[:, 0][labelled] - 1 - out_mask[labelled].float()).abs() < 0.5
+    assert float(agree.float().mean()) > 0.9
+    assert Augment(AugmentConfig(), n_bands=1).config.scale == 0  # off unless asked for
+
+
 @pytest.mark.parametrize(
     ("arch", "kwargs"),
     [

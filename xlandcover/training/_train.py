@@ -290,6 +290,9 @@ class _State:
     epoch: int = 0
     step: int = 0
     epochs: int = 0  # planned; a time budget may lower it after the first epoch
+    #: optimiser steps of the schedule when a time budget sized it (the last epoch may be
+    #: shorter than the others); 0: epochs x steps per epoch
+    total_steps: int = 0
     best: float = -math.inf
     best_epoch: int = 0
     stale: int = 0
@@ -365,6 +368,7 @@ class _Run:
         self.augment = Augment(cfg.augment, n_bands=n_bands) if cfg.augment else None
         assert cfg.batch_size is not None and cfg.epochs is not None
         self.steps = cfg.steps_per_epoch or max(1, len(train_chips) // cfg.batch_size)
+        self._last_steps = self.steps  # optimiser steps of the latest epoch
         params, lr, decay = self.model.parameters(), cfg.lr or 0.0, cfg.weight_decay or 0.0
         self.optimizer: torch.optim.Optimizer
         if cfg.optimizer == "sgd":  # momentum 0.9, Nesterov: the DeepLabV3+ recipes ("poly")
@@ -416,9 +420,10 @@ class _Run:
             len(self.train_chips), self.steps * cfg.batch_size, self.sample_weights, self.rng
         )
         losses = []
-        bar = _progress(progress, self.steps, f"epoch {st.epoch + 1}/{st.epochs}")
-        total = st.epochs * self.steps
-        for k in range(self.steps):
+        total = st.total_steps or st.epochs * self.steps
+        n_steps = max(1, min(self.steps, total - st.step))
+        bar = _progress(progress, n_steps, f"epoch {st.epoch + 1}/{st.epochs}")
+        for k in range(n_steps):
             assert cfg.lr is not None
             lr = cfg.lr * self.schedule(st.step / max(total - 1, 1))
             for group in self.optimizer.param_groups:
@@ -448,6 +453,7 @@ class _Run:
             bar.close()
         st.epoch += 1
         st.last_train_seconds = _clock() - t0
+        self._last_steps = n_steps
         st.train_seconds += st.last_train_seconds
         self._row = {
             "epoch": st.epoch,
@@ -643,29 +649,42 @@ class _Run:
 
     def _fit_budget(self) -> None:
         """With ``max_minutes``: after the first and the second epoch, size the schedule to the
-        budget from the measured time of the latest epoch and validation (the first epoch also
-        reads and caches the chips, so the second corrects its estimate, upwards too, up to
-        the planned epochs); later, stop when time is up."""
+        budget from the measured time of the latest epoch's steps and validation (the first
+        epoch also reads and caches the chips, so the second corrects its estimate, upwards
+        too, up to the planned epochs); later, stop when time is up.
+
+        The schedule is sized in optimiser steps, not whole epochs: time left after the last
+        whole epoch that fits goes to a shorter last epoch. Where one epoch takes a good part
+        of the budget (large data, slow machines), whole epochs left up to a third of the
+        budget unused."""
         cfg, st = self.cfg, self.state
         if cfg.max_minutes is None or st.stopped:
             return
         budget = cfg.max_minutes * 60.0
         remaining = budget - st.seconds
-        if st.epoch <= 2 and st.epoch < st.planned:
+        total = st.total_steps or st.epochs * self.steps
+        if st.epoch <= 2 and st.epoch < st.planned and st.step < total:
             # the latest epoch's time splits into training, validation and the rest
             # (checkpoint, history); 10 % of what remains is kept in reserve
             spent = st.seconds - st.at_last_epoch
             other = max(spent - st.last_train_seconds - st.last_val_seconds, 0.0)
             per_val = st.val_seconds / max(st.validations, 1)
-            per_epoch = st.last_train_seconds + other + per_val / (cfg.val_every or 1)
-            fits = min(st.epoch + max(0, int(0.9 * remaining // per_epoch)), st.planned)
+            per_step = st.last_train_seconds / max(self._last_steps, 1)
+            overhead = other + per_val / (cfg.val_every or 1)
+            per_epoch = self.steps * per_step + overhead
+            whole, extra = steps_that_fit(
+                0.9 * remaining, per_step, overhead, self.steps, st.planned - st.epoch
+            )
+            fits = st.epoch + whole + (extra > 0)
+            steps = st.step + whole * self.steps + extra
             if fits > st.epoch:
-                if fits != st.epochs:
+                if (fits, steps) != (st.epochs, total):
                     log.info(
-                        "schedule sized to the %.0f min budget: %d of %d epochs (%.1f s each)",
-                        cfg.max_minutes, fits, st.planned, per_epoch,
+                        "schedule sized to the %.0f min budget: %d of %d epochs, %d optimiser "
+                        "steps (%.1f s per epoch of %d steps)",
+                        cfg.max_minutes, fits, st.planned, steps, per_epoch, self.steps,
                     )  # fmt: skip
-                st.epochs = fits
+                st.epochs, st.total_steps = fits, steps
                 return
         if remaining <= 0 and st.epoch < st.epochs:
             st.stopped = "time budget"
@@ -713,7 +732,26 @@ class _Run:
         self.state = _State(**saved)
         # a budget that stopped the earlier run does not bind this one
         self.state.epochs, self.state.planned, self.state.stopped = planned, planned, ""
+        self.state.total_steps = 0
         self.start = _clock() - self.state.seconds
+
+
+def steps_that_fit(
+    seconds: float, per_step: float, per_epoch: float, steps_per_epoch: int, epochs_left: int
+) -> tuple[int, int]:
+    """Whole epochs, and steps of one shorter epoch after them, that fit in ``seconds`` when
+    a step takes ``per_step`` seconds and each epoch ``per_epoch`` more (validation,
+    checkpoint), at most ``epochs_left`` epochs in all. The shorter epoch is kept only if it
+    is worth its validation: a tenth of an epoch or more (else 0 steps)."""
+    epoch = steps_per_epoch * per_step + per_epoch
+    if epoch <= 0:
+        return epochs_left, 0
+    whole = min(max(0, int(seconds // epoch)), epochs_left)
+    if whole >= epochs_left:
+        return whole, 0
+    left = seconds - whole * epoch - per_epoch
+    extra = min(max(0, int(left // per_step)) if per_step > 0 else 0, steps_per_epoch - 1)
+    return whole, extra if extra >= max(1, steps_per_epoch // 10) else 0
 
 
 class _Ema:
