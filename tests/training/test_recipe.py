@@ -117,6 +117,25 @@ def test_time_left_after_whole_epochs_goes_to_a_shorter_last_epoch(splits, tmp_p
     assert r.history["lr"].iloc[-1] == pytest.approx(0.01 * SCHEDULES["onecycle"](1.0))
 
 
+def test_a_long_first_epoch_is_sized_from_its_first_steps(splits, tmp_path, monkeypatch, caplog):
+    import sys
+
+    clock = iter(range(0, 10**6, 10))  # every reading of the clock is 10 s after the last
+    monkeypatch.setattr(
+        sys.modules["xlandcover.training._train"], "_clock", lambda: float(next(clock))
+    )
+    net = {**TINY_NET, "steps_per_epoch": 120}
+    with caplog.at_level(logging.INFO, logger="xlandcover"):
+        r = xlc.train(splits, out_dir=tmp_path, progress=False, compare_forest=False,
+                      epochs=20, max_minutes=2.5, lr=0.01, **net)  # fmt: skip
+    assert any("from the first 25 steps" in m.getMessage() for m in caplog.records)
+    # the first epoch ran on the sized schedule: past its warm-up peak, not at the start of
+    # the warm-up of 20 epochs (where the learning rate is under a tenth of its peak)
+    assert r.history["lr"].iloc[0] > 0.5 * 0.01
+    assert len(r.history) < 20
+    assert r.history["lr"].iloc[-1] == pytest.approx(0.01 * SCHEDULES["onecycle"](1.0))
+
+
 @pytest.mark.parametrize(
     ("seconds", "epochs_left", "expected"),
     [

@@ -65,6 +65,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Steps of a long first epoch timed to size a time-budgeted schedule early (the first few
+#: warm up: oneDNN primitives, caches).
+PROBE_STEPS = (5, 25)
+
 #: The clock that times epochs and validations (tests replace it).
 _clock = time.monotonic
 
@@ -423,7 +427,15 @@ class _Run:
         total = st.total_steps or st.epochs * self.steps
         n_steps = max(1, min(self.steps, total - st.step))
         bar = _progress(progress, n_steps, f"epoch {st.epoch + 1}/{st.epochs}")
-        for k in range(n_steps):
+        probe = self._probes_budget()
+        k = 0
+        while k < n_steps:
+            if probe and k == PROBE_STEPS[0]:
+                t_probe = _clock()
+            if probe and k == PROBE_STEPS[1]:
+                per_step = (_clock() - t_probe) / (PROBE_STEPS[1] - PROBE_STEPS[0])
+                total = self._fit_budget_early(per_step)
+                n_steps = max(k, min(self.steps, total - st.step + k))
             assert cfg.lr is not None
             lr = cfg.lr * self.schedule(st.step / max(total - 1, 1))
             for group in self.optimizer.param_groups:
@@ -445,6 +457,7 @@ class _Run:
             self.scaler.update()
             self.ema.update(self.model)
             st.step += 1
+            k += 1
             losses.append(float(loss.detach()))
             if bar is not None:
                 bar.update()
@@ -647,6 +660,47 @@ class _Run:
                    **self.package_kwargs)  # fmt: skip
         self.best_report = report
 
+    def _probes_budget(self) -> bool:
+        """Whether this epoch sizes the schedule from its first steps' time: the first epoch
+        of a fresh run with ``max_minutes`` whose epochs are long (100 steps or more). There,
+        sizing only after the first epoch left that epoch at the start of the warm-up of a
+        schedule many times longer (Dubai: 402 steps at under a sixth of the peak learning
+        rate out of 1 045), then jumped."""
+        st = self.state
+        return (
+            self.cfg.max_minutes is not None
+            and st.epoch == 0
+            and st.step == 0
+            and st.planned > 1
+            and self.steps >= 100
+        )
+
+    def _fit_budget_early(self, per_step: float) -> int:
+        """Size the schedule from the time per step measured in the first epoch (validation
+        estimated from its pixels, as :func:`validation_interval` does); the end of the first
+        and second epochs correct it from measured times. Returns the schedule's steps."""
+        cfg, st = self.cfg, self.state
+        assert cfg.max_minutes is not None and cfg.batch_size is not None
+        done = st.step * per_step  # as if the steps so far had all taken per_step
+        remaining = cfg.max_minutes * 60.0 - self.elapsed + done
+        per_val = (
+            per_step
+            * 1.8
+            * self.profile.val_pixels
+            / (3.0 * cfg.batch_size * self.profile.chip_size**2)
+        )
+        whole, extra = steps_that_fit(
+            0.9 * remaining, per_step, per_val / (cfg.val_every or 1), self.steps, st.planned
+        )
+        if whole + (extra > 0) >= 1:
+            st.epochs, st.total_steps = whole + (extra > 0), whole * self.steps + extra
+            log.info(
+                "schedule sized to the %g min budget from the first %d steps: %d of %d "
+                "epochs, %d optimiser steps",
+                cfg.max_minutes, st.step, st.epochs, st.planned, st.total_steps,
+            )  # fmt: skip
+        return st.total_steps or st.epochs * self.steps
+
     def _fit_budget(self) -> None:
         """With ``max_minutes``: after the first and the second epoch, size the schedule to the
         budget from the measured time of the latest epoch's steps and validation (the first
@@ -680,7 +734,7 @@ class _Run:
             if fits > st.epoch:
                 if (fits, steps) != (st.epochs, total):
                     log.info(
-                        "schedule sized to the %.0f min budget: %d of %d epochs, %d optimiser "
+                        "schedule sized to the %g min budget: %d of %d epochs, %d optimiser "
                         "steps (%.1f s per epoch of %d steps)",
                         cfg.max_minutes, fits, st.planned, steps, per_epoch, self.steps,
                     )  # fmt: skip
