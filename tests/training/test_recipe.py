@@ -87,13 +87,20 @@ def test_checkpoint_is_chosen_by_the_seamless_map_at_the_package_window(splits, 
     assert int(best["epoch"]) == r.best_epoch
 
 
-def test_a_time_budget_sizes_the_schedule_so_it_ends(splits, tmp_path, monkeypatch):
+@pytest.fixture
+def ten_second_clock(monkeypatch):
+    """Training's clock, where every reading is 10 s after the last (an epoch of a few dozen
+    steps, its validation and checkpoint read as 60 s)."""
     import sys
 
-    clock = iter(range(0, 10**6, 10))  # every reading of the clock is 10 s after the last
+    clock = iter(range(0, 10**6, 10))
     monkeypatch.setattr(
         sys.modules["xlandcover.training._train"], "_clock", lambda: float(next(clock))
     )
+
+
+@pytest.mark.usefixtures("ten_second_clock")
+def test_a_time_budget_sizes_the_schedule_so_it_ends(splits, tmp_path):
     r = xlc.train(splits, out_dir=tmp_path, progress=False, compare_forest=False,
                   epochs=50, max_minutes=3, lr=0.01, **TINY_NET)  # fmt: skip
     epochs = r.history["epoch"].tolist()
@@ -102,13 +109,8 @@ def test_a_time_budget_sizes_the_schedule_so_it_ends(splits, tmp_path, monkeypat
     assert r.history["lr"].iloc[-1] == pytest.approx(0.01 * SCHEDULES["onecycle"](1.0))
 
 
-def test_time_left_after_whole_epochs_goes_to_a_shorter_last_epoch(splits, tmp_path, monkeypatch):
-    import sys
-
-    clock = iter(range(0, 10**6, 10))  # as above: an epoch of 20 steps reads as 60 s
-    monkeypatch.setattr(
-        sys.modules["xlandcover.training._train"], "_clock", lambda: float(next(clock))
-    )
+@pytest.mark.usefixtures("ten_second_clock")
+def test_time_left_after_whole_epochs_goes_to_a_shorter_last_epoch(splits, tmp_path):
     net = {**TINY_NET, "steps_per_epoch": 20}
     r = xlc.train(splits, out_dir=tmp_path, progress=False, compare_forest=False,
                   epochs=50, max_minutes=3.4, lr=0.01, **net)  # fmt: skip
@@ -117,13 +119,8 @@ def test_time_left_after_whole_epochs_goes_to_a_shorter_last_epoch(splits, tmp_p
     assert r.history["lr"].iloc[-1] == pytest.approx(0.01 * SCHEDULES["onecycle"](1.0))
 
 
-def test_a_long_first_epoch_is_sized_from_its_first_steps(splits, tmp_path, monkeypatch, caplog):
-    import sys
-
-    clock = iter(range(0, 10**6, 10))  # every reading of the clock is 10 s after the last
-    monkeypatch.setattr(
-        sys.modules["xlandcover.training._train"], "_clock", lambda: float(next(clock))
-    )
+@pytest.mark.usefixtures("ten_second_clock")
+def test_a_long_first_epoch_is_sized_from_its_first_steps(splits, tmp_path, caplog):
     net = {**TINY_NET, "steps_per_epoch": 120}
     with caplog.at_level(logging.INFO, logger="xlandcover"):
         r = xlc.train(splits, out_dir=tmp_path, progress=False, compare_forest=False,

@@ -195,9 +195,15 @@ def validation_interval(profile: DataProfile, chips_per_epoch: int) -> int:
     """Epochs between validations so that validating costs about :data:`VALIDATION_SHARE`
     of training: a forward pass over the validation regions (with window overlap) against
     forward and backward passes (about 3x) over an epoch's chips."""
-    train_cost = 3.0 * chips_per_epoch * profile.chip_size**2
-    val_cost = 1.8 * profile.val_pixels
-    return max(1, math.ceil(val_cost / (VALIDATION_SHARE * train_cost)))
+    train_px = chips_per_epoch * profile.chip_size**2
+    return max(1, math.ceil(validation_cost_px(profile) / (VALIDATION_SHARE * train_px)))
+
+
+def validation_cost_px(profile: DataProfile) -> float:
+    """What one validation costs, in pixels of training (forward and backward): a forward
+    pass (a third of a training step's cost per pixel) over the validation regions, 1.8x for
+    the windows' overlap."""
+    return 1.8 * profile.val_pixels / 3.0
 
 
 def bounded_class_weights(

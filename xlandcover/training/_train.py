@@ -57,7 +57,13 @@ from ..model._spectral import resolve_indices
 from ._augment import Augment, AugmentConfig
 from ._chips import Chips
 from ._losses import make_loss, median_frequency_weights
-from ._recipe import FIXED_DEFAULTS, DataProfile, auto_settings, bounded_class_weights
+from ._recipe import (
+    FIXED_DEFAULTS,
+    DataProfile,
+    auto_settings,
+    bounded_class_weights,
+    validation_cost_px,
+)
 from ._splits import Splits
 
 if TYPE_CHECKING:
@@ -409,6 +415,11 @@ class _Run:
     # -- steps --------------------------------------------------------------------------------
 
     @property
+    def schedule_steps(self) -> int:
+        """Optimiser steps of the learning-rate schedule."""
+        return self.state.total_steps or self.state.epochs * self.steps
+
+    @property
     def finished(self) -> bool:
         return bool(self.state.stopped) or self.state.epoch >= self.state.epochs
 
@@ -424,7 +435,7 @@ class _Run:
             len(self.train_chips), self.steps * cfg.batch_size, self.sample_weights, self.rng
         )
         losses = []
-        total = st.total_steps or st.epochs * self.steps
+        total = self.schedule_steps
         n_steps = max(1, min(self.steps, total - st.step))
         bar = _progress(progress, n_steps, f"epoch {st.epoch + 1}/{st.epochs}")
         probe = self._probes_budget()
@@ -677,18 +688,14 @@ class _Run:
 
     def _fit_budget_early(self, per_step: float) -> int:
         """Size the schedule from the time per step measured in the first epoch (validation
-        estimated from its pixels, as :func:`validation_interval` does); the end of the first
+        estimated from its pixels, :func:`validation_cost_px`); the end of the first
         and second epochs correct it from measured times. Returns the schedule's steps."""
         cfg, st = self.cfg, self.state
         assert cfg.max_minutes is not None and cfg.batch_size is not None
         done = st.step * per_step  # as if the steps so far had all taken per_step
         remaining = cfg.max_minutes * 60.0 - self.elapsed + done
-        per_val = (
-            per_step
-            * 1.8
-            * self.profile.val_pixels
-            / (3.0 * cfg.batch_size * self.profile.chip_size**2)
-        )
+        step_px = cfg.batch_size * self.profile.chip_size**2
+        per_val = per_step * validation_cost_px(self.profile) / step_px
         whole, extra = steps_that_fit(
             0.9 * remaining, per_step, per_val / (cfg.val_every or 1), self.steps, st.planned
         )
@@ -699,7 +706,7 @@ class _Run:
                 "epochs, %d optimiser steps",
                 cfg.max_minutes, st.step, st.epochs, st.planned, st.total_steps,
             )  # fmt: skip
-        return st.total_steps or st.epochs * self.steps
+        return self.schedule_steps
 
     def _fit_budget(self) -> None:
         """With ``max_minutes``: after the first and the second epoch, size the schedule to the
@@ -716,7 +723,7 @@ class _Run:
             return
         budget = cfg.max_minutes * 60.0
         remaining = budget - st.seconds
-        total = st.total_steps or st.epochs * self.steps
+        total = self.schedule_steps
         if st.epoch <= 2 and st.epoch < st.planned and st.step < total:
             # the latest epoch's time splits into training, validation and the rest
             # (checkpoint, history); 10 % of what remains is kept in reserve
