@@ -16,7 +16,7 @@ docs: setup
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 
 test: lint docs
-	.venv/bin/python -m pytest -q tests --nbmake examples
+	.venv/bin/python -m pytest -q -n auto tests --nbmake examples
 
 bench: setup
 	.venv/bin/python benchmarks/predict_throughput.py

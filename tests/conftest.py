@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
+from hypothesis import settings
 
 import xlandcover as xlc
 
@@ -23,6 +24,11 @@ SHARED = Path(
 )
 ZION = SHARED / "zion-landsat8-nlcd"
 DUBAI = SHARED / "dubai-aerial"
+
+# The tests run in parallel (``pytest -n auto``) on small machines: an example's time says
+# nothing about its correctness, so no property test has a deadline.
+settings.register_profile("xlandcover", deadline=None)
+settings.load_profile("xlandcover")
 
 
 def pytest_collection_modifyitems(config, items):
